@@ -1,0 +1,117 @@
+"""Cost of one cascading-eligibility-trace step relative to an MLP forward pass, and trace memory.
+
+Measures, side by side in one process (interleaved rounds, median over repeats):
+
+* one ``CascadeTrace.step`` on presynaptic activity of shape ``(B, n_in)`` for several orders;
+* the forward pass of a 784-512-512-10 LeakyReLU MLP on a batch of ``B``;
+
+and reports the time ratio "CET step / forward", plus the state memory of the factorised
+per-presynaptic-unit trace ``(B, n_in)`` against a per-synapse trace ``(B, n_out, n_in)`` (the
+latter computed on the ``meta`` device, so nothing that large is allocated).
+
+    python benchmarks/bench_cet_step.py [--quick] [--device cpu] [--out table.md]
+"""
+
+from __future__ import annotations
+
+import argparse
+import platform
+import statistics
+import time
+from typing import Callable
+
+import torch
+from torch import nn
+
+from neuroprobe.traces import CascadeTrace
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _time_block(fn: Callable[[], object], inner: int, device: torch.device) -> float:
+    """Seconds per call of ``fn``, averaged over ``inner`` back-to-back calls."""
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(inner):
+        fn()
+    _sync(device)
+    return (time.perf_counter() - start) / inner
+
+
+def run(args: argparse.Namespace) -> str:
+    device = torch.device(args.device)
+    torch.manual_seed(0)
+    mlp = nn.Sequential(
+        nn.Linear(784, 512), nn.LeakyReLU(0.1), nn.Linear(512, 512), nn.LeakyReLU(0.1), nn.Linear(512, 10)
+    ).to(device)
+    x = torch.randn(args.batch, 784, device=device)
+    u = torch.rand(args.batch, args.n_in, device=device)
+    traces = {order: CascadeTrace(order, args.delay, (args.batch, args.n_in), device=device) for order in args.orders}
+
+    def forward() -> object:
+        with torch.no_grad():
+            return mlp(x)
+
+    candidates: dict[str, Callable[[], object]] = {"forward": forward}
+    for order, trace in traces.items():
+        candidates[f"cet{order}"] = lambda trace=trace: trace.step(u)
+
+    for fn in candidates.values():  # warm-up
+        _time_block(fn, max(args.inner // 4, 1), device)
+    samples: dict[str, list[float]] = {name: [] for name in candidates}
+    for _ in range(args.repeats):  # interleaved rounds: every candidate sees the same conditions
+        for name, fn in candidates.items():
+            samples[name].append(_time_block(fn, args.inner, device))
+    med = {name: statistics.median(s) for name, s in samples.items()}
+
+    mib = 2.0**20
+    lines = [
+        f"CET step vs MLP 784-512-512-10 forward (B={args.batch}, n_in={args.n_in}, n_out={args.n_out}, "
+        f"delay={args.delay}, float32, device={device}, torch {torch.__version__}, "
+        f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
+        f"median of {args.repeats} x {args.inner} calls)",
+        "",
+        "| order | CET step (us) | forward (us) | CET step / forward | factorised trace (B, n_in) (MiB) "
+        "| per-synapse trace (B, n_out, n_in) (MiB) | per-synapse / factorised |",
+        "|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for order, trace in traces.items():
+        per_synapse = CascadeTrace(order, args.delay, (args.batch, args.n_out, args.n_in), device="meta").nbytes
+        lines.append(
+            f"| {order} | {med[f'cet{order}'] * 1e6:.1f} | {med['forward'] * 1e6:.1f} "
+            f"| {med[f'cet{order}'] / med['forward']:.3f} | {trace.nbytes / mib:.3f} "
+            f"| {per_synapse / mib:.1f} | {per_synapse / trace.nbytes:.0f} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="few repeats (smoke run, noisier numbers)")
+    parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    parser.add_argument("--orders", type=int, nargs="+", default=[1, 2, 6, 10])
+    parser.add_argument("--batch", type=int, default=32)
+    parser.add_argument("--n-in", type=int, default=512)
+    parser.add_argument("--n-out", type=int, default=512)
+    parser.add_argument("--delay", type=float, default=5.0, help="trace delay in steps")
+    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument("--repeats", type=int, default=None, help="timing rounds (default 21, quick 5)")
+    parser.add_argument("--inner", type=int, default=None, help="calls per timing block (default 200, quick 50)")
+    parser.add_argument("--out", default=None, help="also write the markdown table to this path")
+    args = parser.parse_args(argv)
+    args.repeats = args.repeats or (5 if args.quick else 21)
+    args.inner = args.inner or (50 if args.quick else 200)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    table = run(args)
+    print(table, end="")
+    if args.out:
+        with open(args.out, "w", encoding="utf-8") as fh:
+            fh.write(table)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,136 @@
+"""Gradient-alignment diagnostic: does a rule's expected update point along the true gradient?
+
+On fixed inputs (states visited by the clean policy of the freshly initialised network) the rule's
+update is averaged over N noise samples and compared, per layer, by cosine similarity with the
+exact autograd gradient of the same objective:
+
+* NRL, weight perturbation, BP: fixed actions a_t (sampled once from the clean policy) and fixed
+  advantages A_t ~ N(0, 1) (an RPE-weighted episode); objective J = Σ_t A_t log π(a_t | s_t); the
+  rule's update is Σ_t A_t · (its eligibility increment at step t).
+* RMHL: its eligibility ξ ⊗ x̃ carries no information about a fixed action (the noise must *cause*
+  the action), so its objective is the expected reward J = Σ_t Σ_a π(a|s_t) q_t(a) of a fixed
+  random reward table q_t ~ N(0, 1); the noisy network acts and δ = q_t(ã) − Σ_a π(a|s_t) q_t(a).
+
+Samples are drawn in chunks, all states and samples of a chunk as one batch.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from .network import RateNetwork
+from .rules.estimators import log_prob_of, node_perturbation_increment, sample_actions
+from .rules.nrl import nrl_step
+from .rules.weight_perturbation import wp_step
+
+
+def _per_layer(net: RateNetwork, tensors: list[Tensor]) -> dict[str, Tensor]:
+    """Group a list in net.parameters() order into one flat vector per layer (weight + bias)."""
+    out, it = {}, iter(tensors)
+    for name, layer in zip(net.layer_names, net.layers):
+        parts = [next(it).flatten()]
+        if layer.bias is not None:
+            parts.append(next(it).flatten())
+        out[name] = torch.cat(parts)
+    return out
+
+
+def cosines(net: RateNetwork, estimate: list[Tensor], exact: list[Tensor]) -> dict[str, float]:
+    e, g = _per_layer(net, estimate), _per_layer(net, exact)
+    return {n: float(torch.nn.functional.cosine_similarity(e[n].double(), g[n].double(), dim=0)) for n in e}
+
+
+def collect_states(net: RateNetwork, task: str, n_states: int, seed: int, generator: torch.Generator) -> Tensor:
+    """States visited by the clean policy of ``net`` on ``task`` (episodes restart as needed)."""
+    from .tasks import make_env
+
+    env = make_env(task, seed=seed)
+    obs, _ = env.reset(seed=seed)
+    states = []
+    with torch.no_grad():
+        while len(states) < n_states:
+            s = torch.as_tensor(obs, dtype=torch.float32)
+            states.append(s)
+            a = sample_actions(net(s), generator)
+            obs, _, term, trunc, _ = env.step(int(a))
+            if term or trunc:
+                obs, _ = env.reset()
+    env.close()
+    return torch.stack(states)
+
+
+def alignment(net: RateNetwork, rule: str, states: Tensor, samples: int, noise_std: float,
+              generator: torch.Generator, passes_chunk: int = 250, noise_norm: str = "global") -> dict[str, float]:
+    """Per-layer cosine between the rule's expected update (over ``samples`` noise draws) and the exact
+    gradient of its objective (module docstring). ``states`` (T, n_in)."""
+    T = states.shape[0]
+    params = list(net.parameters())
+    with torch.no_grad():
+        clean = net.sweep(states.unsqueeze(-2))
+        actions = sample_actions(clean.output[:, 0], generator)
+    adv = torch.randn(T, generator=generator)
+    q = torch.randn(T, net.layer_sizes[-1], generator=generator)
+
+    # exact gradient of the objective
+    with torch.enable_grad():
+        sweep = net.sweep(states.unsqueeze(-2))
+        if rule == "rmhl":
+            objective = (sweep.output[:, 0] * q).sum()
+        else:
+            objective = (adv * log_prob_of(sweep.logits, actions)[:, 0]).sum()
+        exact = torch.autograd.grad(objective, params)
+    if rule == "bp":
+        return cosines(net, list(exact), list(exact))
+
+    est = [torch.zeros_like(p) for p in params]
+    done = 0
+    with torch.no_grad():
+        while done < samples:
+            k = min(passes_chunk, samples - done)
+            if rule == "nrl":
+                _, dw, db = nrl_step(net, states, noise_std, k, True, noise_norm, generator, actions=actions)
+                incs = _interleave(net, dw, db)
+                weight = adv
+            elif rule == "wp":
+                _, incs = wp_step(net, states, noise_std, k, generator, actions=actions)
+                weight = adv
+            elif rule == "rmhl":
+                x = states.unsqueeze(-2).expand(T, k, states.shape[-1])
+                noise = net.sample_noise((T, k), noise_std, generator)
+                noisy = net.sweep(x, noise)
+                a = sample_actions(noisy.output, generator)                       # (T, k)
+                delta = q.gather(-1, a) - (clean.output[:, 0] * q).sum(-1, keepdim=True)
+                dw, db = node_perturbation_increment(noisy.inputs, noise, delta)
+                incs = _interleave(net, dw, db)
+                weight = torch.ones(T)
+            else:
+                raise ValueError(f"alignment: unknown rule {rule!r}; allowed: nrl, wp, rmhl, bp")
+            for e, inc in zip(est, incs):
+                e.add_((weight.reshape((T,) + (1,) * (inc.dim() - 1)) * inc).sum(0) * (k / samples))
+            done += k
+    return cosines(net, est, list(exact))
+
+
+def _interleave(net: RateNetwork, dw: list[Tensor], db: list[Tensor]) -> list[Tensor]:
+    out = []
+    for l, layer in enumerate(net.layers):
+        out.append(dw[l])
+        if layer.bias is not None:
+            out.append(db[l])
+    return out
+
+
+def align_config(cfg: dict, samples: int = 2000, n_states: int = 64) -> dict[str, float]:
+    """The ``neuroprobe align`` computation for a validated RL config (first seed's network)."""
+    from .errors import ConfigError
+    from .experiments.build import network_spec
+
+    if cfg["kind"] != "rl":
+        raise ConfigError(f"align: task {cfg['task']['name']!r} is supervised; the CET alignment is a column of its "
+                          f"metrics.csv (align_<layer>)")
+    gen = torch.Generator().manual_seed(cfg["seed"])
+    net = RateNetwork(network_spec(cfg), generator=gen)
+    states = collect_states(net, cfg["task"]["name"], n_states, cfg["seed"], gen)
+    r = cfg["rule"]
+    return alignment(net, r["name"], states, samples, r.get("noise_std", 1e-3), gen,
+                     noise_norm=r.get("noise_norm", "global"))

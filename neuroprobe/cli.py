@@ -1,0 +1,113 @@
+"""Command line: ``neuroprobe run | align | plot | info``.
+
+Bad input (config, file, value) prints one line, ``error: …``, and exits with code 2; a run that
+fails (non-finite weights, a broken checkpoint) exits with code 1. No tracebacks for either.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .errors import ConfigError, NeuroprobeError
+
+
+def _cmd_run(args) -> None:
+    from .experiments.runner import run_experiment
+
+    if args.resume is None and args.config is None:
+        raise ConfigError("run: give CONFIG.toml, or --resume RUN_DIR")
+    path = run_experiment(args.config, overrides=args.set, seed=args.seed, out=args.out, resume=args.resume)
+    summary = json.loads((path / "summary.json").read_text())
+    print(f"wrote {path}/{{config.toml, metrics.csv, summary.json, checkpoint.pt, learning_curve.png}}")
+    if "mean" in summary:
+        print(f"{summary['metric']}: {summary['mean']:.1f} ± {summary['std']:.1f} over {len(summary['per_seed'])} seeds")
+    else:
+        print(f"{summary['metric']}: {summary['final']:.3f}")
+
+
+def _cmd_align(args) -> None:
+    from .align import align_config
+    from .experiments.config import load_config
+
+    if args.samples < 1:
+        raise ConfigError(f"--samples {args.samples}: must be >= 1")
+    cfg = load_config(args.config, args.set, args.seed)
+    result = align_config(cfg, samples=args.samples, n_states=args.states)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"{'layer':8s} cosine(expected {cfg['rule']['name'].upper()} update, autograd gradient)  N = {args.samples}")
+    for k, v in result.items():
+        print(f"{k:8s} {v:.3f}")
+
+
+def _cmd_plot(args) -> None:
+    from .plotting import plot_run
+
+    for p in plot_run(args.run_dir, formats=tuple(args.format)):
+        print(f"wrote {p}")
+
+
+def _cmd_info(args) -> None:
+    import importlib.metadata as md
+    import platform
+
+    print(f"neuroprobe {md.version('neuroprobe')} · Python {platform.python_version()}")
+    for pkg in ("torch", "numpy", "scipy", "gymnasium", "neurogym", "scikit-learn", "matplotlib", "norse", "brian2", "nir"):
+        try:
+            print(f"  {pkg:13s} {md.version(pkg)}")
+        except md.PackageNotFoundError:
+            print(f"  {pkg:13s} not installed")
+    import torch
+
+    print(f"  torch device  {'cuda (' + torch.cuda.get_device_name(0) + ')' if torch.cuda.is_available() else 'cpu only'}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="neuroprobe", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run an experiment config (or resume a run)")
+    r.add_argument("config", nargs="?", help="experiment TOML (see experiments/)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. rule.lr=0.01")
+    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--out", default=None, help="run directory (default runs/<name>-<seed>)")
+    r.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    r.set_defaults(func=_cmd_run)
+    a = sub.add_parser("align", help="cosine between a rule's expected update and the autograd gradient")
+    a.add_argument("config")
+    a.add_argument("--samples", type=int, default=2000)
+    a.add_argument("--states", type=int, default=64, help="number of fixed input states")
+    a.add_argument("--seed", type=int, default=None)
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    a.add_argument("--json", action="store_true", help="print one JSON object {layer: cosine}")
+    a.set_defaults(func=_cmd_align)
+    pl = sub.add_parser("plot", help="write the figures of a run directory")
+    pl.add_argument("run_dir")
+    pl.add_argument("--format", action="append", default=None, choices=["png", "pdf"])
+    pl.set_defaults(func=_cmd_plot)
+    i = sub.add_parser("info", help="versions and backends found")
+    i.set_defaults(func=_cmd_info)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if getattr(args, "format", None) is None and args.command == "plot":
+        args.format = ["png"]
+    try:
+        args.func(args)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except NeuroprobeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("interrupted; the run can be continued with --resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,88 @@
+"""Base class of reward-modulated rules: eligibility accumulation and the δ-gated update.
+
+A rule is used in two calls per step (Gymnasium loop):
+
+    a = rule.act(obs)                 # forward pass(es), sample actions, accumulate eligibility
+    ...env.step(a)...
+    rule.reinforce(reward, mask)      # at reward times: δ = RPE(reward); param.grad = −δ·e; e ← 0
+
+Learning rules behave like gradients (DESIGN.md): ``reinforce`` writes the *negated* ascent
+direction into ``param.grad`` (cost convention), so ``torch.optim.SGD(lr=η).step()`` performs
+W ← W + η δ e. Entries of models outside ``mask`` get a zero gradient and keep their eligibility.
+
+Leading axes: the network may hold M models (one per seed, ``n_models=M``); obs is then (M, n_in),
+actions (M,), reward and mask (M,). Without models obs is (n_in,) and reward a scalar.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..modulators.rpe import RewardPredictionError
+from ..network import RateNetwork
+
+
+class RewardModulatedRule:
+    name = "base"
+
+    def __init__(self, net: RateNetwork, rpe: RewardPredictionError | None = None,
+                 generator: torch.Generator | None = None):
+        self.net = net
+        self.lead = tuple(net.layers[0].weight.shape[:-2])
+        self.rpe = rpe if rpe is not None else RewardPredictionError(batch=max(1, _numel(self.lead)))
+        self.generator = generator
+        self.params = [p for p in net.parameters()]
+        self.elig = [torch.zeros_like(p) for p in self.params]
+
+    # --- to be provided by subclasses -----------------------------------------------------
+    def act(self, obs: Tensor) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # --- shared --------------------------------------------------------------------------
+    def _params_by_layer(self) -> list[tuple[int, bool]]:
+        """(layer index, is_bias) for each entry of self.params, in net.parameters() order."""
+        out = []
+        for l, layer in enumerate(self.net.layers):
+            out.append((l, False))
+            if layer.bias is not None:
+                out.append((l, True))
+        return out
+
+    def _accumulate(self, dw: list[Tensor], db: list[Tensor] | None) -> None:
+        for e, (l, is_bias) in zip(self.elig, self._params_by_layer()):
+            if is_bias:
+                if db is not None:
+                    e.add_(db[l])
+            else:
+                e.add_(dw[l])
+
+    def reinforce(self, reward: Tensor | float, mask: Tensor | None = None) -> Tensor:
+        """Gate the eligibility by δ = RPE(reward) for models in ``mask``; write param.grad.
+
+        Returns δ (M,) (zeros outside the mask).
+        """
+        m = _numel(self.lead)
+        reward = torch.as_tensor(reward, dtype=torch.float64).reshape(m)
+        mask = torch.ones(m, dtype=torch.bool) if mask is None else torch.as_tensor(mask).reshape(m)
+        delta = self.rpe(reward, mask)
+        for p, e in zip(self.params, self.elig):
+            d = delta.to(p.dtype).reshape(self.lead + (1,) * (p.dim() - len(self.lead)))
+            p.grad = -(d * e)
+            mk = mask.reshape(self.lead + (1,) * (p.dim() - len(self.lead))) if self.lead else mask.reshape(())
+            e.masked_fill_(mk, 0.0)
+        return delta
+
+    def state_dict(self) -> dict:
+        return {"elig": [e.clone() for e in self.elig], "rpe": self.rpe.state_dict()}
+
+    def load_state_dict(self, d: dict) -> None:
+        for e, s in zip(self.elig, d["elig"]):
+            e.copy_(s)
+        self.rpe.load_state_dict(d["rpe"])
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n

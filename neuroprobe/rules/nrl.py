@@ -1,0 +1,77 @@
+"""Noise-based reward-modulated learning (NRL; node perturbation with an RPE).
+
+Per step, a clean pass and K noisy passes share weights (one batched sweep, passes on axis P).
+The action is sampled from the clean policy π (or, without a clean pass, from the mean of the
+noisy policies). With ρ_k = log π̃_k(a) − log π(a) the eligibility grows by
+
+    e_l += (1/K) Σ_k ρ_k · ξ_l,k / ‖ξ_k‖² ⊗ x̃_l−1,k          (NRL paper, Eq. 13 and 17)
+
+and at reward times W_l ← W_l + η δ e_l (δ from the RPE). Without a clean pass ("noisy passes
+only", the paper's section 3.3), log π(a) is replaced by the mean of log π̃_k(a) over the K passes.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..modulators.rpe import RewardPredictionError
+from ..network import RateNetwork
+from .base import RewardModulatedRule
+from .estimators import log_prob_of, node_perturbation_increment, noise_norms, sample_actions
+
+
+class NRL(RewardModulatedRule):
+    """Args: noise_std σ of ξ; passes K noisy passes; clean_pass; noise_norm "global"|"layer"."""
+
+    name = "nrl"
+
+    def __init__(self, net: RateNetwork, noise_std: float = 1e-3, passes: int = 1, clean_pass: bool = True,
+                 noise_norm: str = "global", rpe: RewardPredictionError | None = None,
+                 generator: torch.Generator | None = None):
+        super().__init__(net, rpe, generator)
+        if noise_std <= 0:
+            raise ConfigError(f"rule.noise_std = {noise_std!r}: must be > 0")
+        if passes < 1 or (not clean_pass and passes < 2):
+            raise ConfigError(f"rule.passes = {passes!r}: must be >= 1 (>= 2 without a clean pass)")
+        noise_norms([torch.zeros(1)], noise_norm)  # validates the name
+        self.noise_std, self.passes, self.clean_pass, self.noise_norm = noise_std, passes, clean_pass, noise_norm
+
+    def act(self, obs: Tensor) -> Tensor:
+        with torch.no_grad():
+            a, dw, db = nrl_step(self.net, obs, self.noise_std, self.passes, self.clean_pass, self.noise_norm,
+                                 self.generator)
+            self._accumulate(dw, db)
+        return a
+
+
+def nrl_step(net: RateNetwork, obs: Tensor, noise_std: float, passes: int, clean_pass: bool, noise_norm: str,
+             generator: torch.Generator | None, actions: Tensor | None = None,
+             ) -> tuple[Tensor, list[Tensor], list[Tensor]]:
+    """One NRL step, pure apart from the RNG: returns (actions, weight increments, bias increments).
+
+    obs: (…, n_in). If ``actions`` (…) is given it is used instead of sampling (alignment diagnostic).
+    """
+    lead = tuple(obs.shape[:-1])
+    n_pass = passes + int(clean_pass)
+    x = obs.unsqueeze(-2).expand(lead + (n_pass, obs.shape[-1]))
+    noise = net.sample_noise(lead + (n_pass,), noise_std, generator)
+    if clean_pass:
+        for n in noise:
+            n[..., 0, :] = 0.0
+    sweep = net.sweep(x, noise)
+    if actions is None:
+        probs = sweep.output[..., 0, :] if clean_pass else sweep.output.mean(-2)
+        actions = sample_actions(probs, generator)
+    lp = log_prob_of(sweep.logits, actions)
+    if clean_pass:
+        rho = lp[..., 1:] - lp[..., :1]
+        noisy = slice(1, None)
+    else:
+        rho = lp - lp.mean(-1, keepdim=True)
+        noisy = slice(None)
+    xi = [n[..., noisy, :] for n in noise]
+    inputs = [i[..., noisy, :] for i in sweep.inputs]
+    coef = [rho / n2 for n2 in noise_norms(xi, noise_norm)]
+    dw, db = node_perturbation_increment(inputs, xi, coef)
+    return actions, dw, db

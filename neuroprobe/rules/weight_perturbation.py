@@ -1,0 +1,66 @@
+"""Weight perturbation: perturb every weight, ε ~ N(0, σ²), and compare noisy and clean policies.
+
+    e_l += (1/K) Σ_k ρ_k ε_l,k / ‖ε_k‖²,  ρ_k = log π_{W+ε_k}(a) − log π_W(a)   (NRL paper, Eq. 8)
+
+The clean policy acts. Biases, if any, are perturbed as well.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..modulators.rpe import RewardPredictionError
+from ..network import RateNetwork
+from .base import RewardModulatedRule
+from .estimators import log_prob_of, sample_actions
+
+
+class WeightPerturbation(RewardModulatedRule):
+    name = "wp"
+
+    def __init__(self, net: RateNetwork, noise_std: float = 1e-3, passes: int = 1,
+                 rpe: RewardPredictionError | None = None, generator: torch.Generator | None = None):
+        super().__init__(net, rpe, generator)
+        if noise_std <= 0:
+            raise ConfigError(f"rule.noise_std = {noise_std!r}: must be > 0")
+        if passes < 1:
+            raise ConfigError(f"rule.passes = {passes!r}: must be >= 1")
+        self.noise_std, self.passes = noise_std, passes
+
+    def act(self, obs: Tensor) -> Tensor:
+        with torch.no_grad():
+            a, de = wp_step(self.net, obs, self.noise_std, self.passes, self.generator)
+            for e, d in zip(self.elig, de):
+                e.add_(d)
+        return a
+
+
+def wp_step(net: RateNetwork, obs: Tensor, noise_std: float, passes: int, generator: torch.Generator | None,
+            actions: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
+    """One weight-perturbation step; returns (actions, increments in net.parameters() order).
+
+    obs (…, n_in). The K perturbed networks run as one batch: weights (…, K, n_out, n_in).
+    """
+    lead = tuple(obs.shape[:-1])
+    params = list(net.parameters())
+    clean = net.sweep(obs.unsqueeze(-2))
+    if actions is None:
+        actions = sample_actions(clean.output[..., 0, :], generator)
+    eps = [torch.randn(lead + (passes,) + tuple(p.shape[len(lead):]), generator=generator, dtype=p.dtype) * noise_std
+           for p in params]
+    perturbed = [p.reshape(lead + (1,) + tuple(p.shape[len(lead):])) + e for p, e in zip(params, eps)]
+    weights, biases, it = [], [], iter(perturbed)
+    for layer in net.layers:
+        weights.append(next(it))
+        biases.append(next(it) if layer.bias is not None else None)
+    x = obs.unsqueeze(-2).unsqueeze(-2).expand(lead + (passes, 1, obs.shape[-1]))
+    noisy = net.sweep(x, weights=weights, biases=biases)
+    lp_clean = log_prob_of(clean.logits, actions)                           # (…, 1)
+    lp_noisy = log_prob_of(noisy.logits.squeeze(-2), actions)              # (…, K)
+    rho = lp_noisy - lp_clean
+    norm2 = sum((e * e).flatten(len(lead) + 1).sum(-1) for e in eps)      # (…, K)
+    coef = rho / norm2 / passes
+    incs = [(coef.reshape(coef.shape + (1,) * (e.dim() - coef.dim())) * e).sum(len(lead)) for e in eps]
+    return actions, incs
+
