@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(VENV)/bin/neuroprobe run experiments/demo_cet_digits.toml --out runs/demo
+	$(PY) experiments/reproduce_cet.py --quick --out runs/demo --report runs/demo/report.md
 
 test: $(STAMP)
 	$(PY) -m pytest -n 2 tests

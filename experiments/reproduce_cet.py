@@ -61,7 +61,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--orders", type=int, nargs="*", default=[1, 2, 6, 10])
     ap.add_argument("--delays", type=int, nargs="*", default=[1, 5, 10, 20, 50])
-    ap.add_argument("--lrs", type=float, nargs="*", default=[0.05, 0.2])
+    ap.add_argument("--lrs", type=float, nargs="*", default=[0.003, 0.01, 0.05, 0.2])
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--quick", action="store_true", help="orders {1, 6}, delays {1, 20}, 1500 steps, lr 0.2")
     ap.add_argument("--out", default=str(ROOT / "runs" / "cet_repro"))

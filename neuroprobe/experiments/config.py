@@ -69,6 +69,8 @@ TASK = {
     # RL
     "episodes": Field(int, 100, _pos, ">= 1"),
     "reward": Field(str, "episode_end", *_choice("episode_end", "every_step")),
+    "reward_delay": Field(int, 0, _nonneg, ">= 0 steps (rewards delivered this many steps late; "
+                          "what is pending at episode end arrives on the last step)"),
     # supervised
     "steps": Field(int, 2000, _pos, ">= 1"),
     "batch": Field(int, 32, _pos, ">= 1"),

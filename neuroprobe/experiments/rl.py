@@ -40,7 +40,8 @@ def run_rl(cfg: dict, run: RunDir, resume: bool = False) -> dict:
     net = RateNetwork(network_spec(cfg), n_models=S, generator=gen)
     rule = build_rl_rule(cfg, net, gen)
     opt = build_optimizer(cfg, net)
-    envs = make_vector_env(cfg["task"]["name"], S, seed=cfg["seed"])
+    delay = cfg["task"]["reward_delay"]
+    envs = make_vector_env(cfg["task"]["name"], S, seed=cfg["seed"], reward_delay=delay if delay > 0 else None)
     obs, _ = envs.reset(seed=cfg["seed"])
     n_obs = obs.shape[-1]
     if n_obs != net.layers[0].in_features or envs.single_action_space.n != net.layer_sizes[-1]:

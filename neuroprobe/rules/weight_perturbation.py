@@ -40,16 +40,19 @@ def wp_step(net: RateNetwork, obs: Tensor, noise_std: float, passes: int, genera
             actions: Tensor | None = None) -> tuple[Tensor, list[Tensor]]:
     """One weight-perturbation step; returns (actions, increments in net.parameters() order).
 
-    obs (…, n_in). The K perturbed networks run as one batch: weights (…, K, n_out, n_in).
+    obs (…, n_in); the network's model axes, if any, must equal … . Each of the K perturbations
+    per leading index runs as one batch: weights (…, K, n_out, n_in). Increments are (…, param shape
+    without model axes).
     """
     lead = tuple(obs.shape[:-1])
     params = list(net.parameters())
     clean = net.sweep(obs.unsqueeze(-2))
     if actions is None:
         actions = sample_actions(clean.output[..., 0, :], generator)
-    eps = [torch.randn(lead + (passes,) + tuple(p.shape[len(lead):]), generator=generator, dtype=p.dtype) * noise_std
+    mlead = len(net.layers[0].weight.shape) - 2  # model axes of the parameters: () or (M,) == lead
+    eps = [torch.randn(lead + (passes,) + tuple(p.shape[mlead:]), generator=generator, dtype=p.dtype) * noise_std
            for p in params]
-    perturbed = [p.reshape(lead + (1,) + tuple(p.shape[len(lead):])) + e for p, e in zip(params, eps)]
+    perturbed = [p.reshape(tuple(p.shape[:mlead]) + (1,) + tuple(p.shape[mlead:])) + e for p, e in zip(params, eps)]
     weights, biases, it = [], [], iter(perturbed)
     for layer in net.layers:
         weights.append(next(it))
