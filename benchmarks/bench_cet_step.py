@@ -2,8 +2,10 @@
 
 Measures, side by side in one process (interleaved rounds, median over repeats):
 
-* one ``CascadeTrace.step`` on presynaptic activity of shape ``(B, n_in)`` for several orders;
-* the forward pass of a 784-512-512-10 LeakyReLU MLP on a batch of ``B``;
+* one CET step of the whole network: a ``CascadeTrace.step`` on every layer's presynaptic
+  activity (shapes ``(B, 784)``, ``(B, 512)``, ``(B, 512)``), for several orders;
+* the forward pass of the same 784-512-512-10 LeakyReLU network (``neuroprobe.RateNetwork``) on a
+  batch of ``B``;
 
 and reports the time ratio "CET step / forward", plus the state memory of the factorised
 per-presynaptic-unit trace ``(B, n_in)`` against a per-synapse trace ``(B, n_out, n_in)`` (the
@@ -21,8 +23,8 @@ import time
 from typing import Callable
 
 import torch
-from torch import nn
 
+from neuroprobe.network import build_network
 from neuroprobe.traces import CascadeTrace
 
 
@@ -44,11 +46,11 @@ def _time_block(fn: Callable[[], object], inner: int, device: torch.device) -> f
 def run(args: argparse.Namespace) -> str:
     device = torch.device(args.device)
     torch.manual_seed(0)
-    mlp = nn.Sequential(
-        nn.Linear(784, 512), nn.LeakyReLU(0.1), nn.Linear(512, 512), nn.LeakyReLU(0.1), nn.Linear(512, 10)
-    ).to(device)
+    mlp = build_network({"sizes": [784, 512, 512, 10], "bias": True}, seed=0).to(device)
     x = torch.randn(args.batch, 784, device=device)
-    u = torch.rand(args.batch, args.n_in, device=device)
+    inputs = [torch.rand(args.batch, n, device=device) for n in (784, 512, 512)]
+    net_traces = {order: [CascadeTrace(order, args.delay, tuple(u.shape), device=device) for u in inputs]
+                  for order in args.orders}
     traces = {order: CascadeTrace(order, args.delay, (args.batch, args.n_in), device=device) for order in args.orders}
 
     def forward() -> object:
@@ -56,8 +58,8 @@ def run(args: argparse.Namespace) -> str:
             return mlp(x)
 
     candidates: dict[str, Callable[[], object]] = {"forward": forward}
-    for order, trace in traces.items():
-        candidates[f"cet{order}"] = lambda trace=trace: trace.step(u)
+    for order, trs in net_traces.items():
+        candidates[f"cet{order}"] = lambda trs=trs: [t.step(u) for t, u in zip(trs, inputs)]
 
     for fn in candidates.values():  # warm-up
         _time_block(fn, max(args.inner // 4, 1), device)
@@ -69,7 +71,8 @@ def run(args: argparse.Namespace) -> str:
 
     mib = 2.0**20
     lines = [
-        f"CET step vs MLP 784-512-512-10 forward (B={args.batch}, n_in={args.n_in}, n_out={args.n_out}, "
+        f"CET step (all 3 layers' presynaptic traces) vs forward of the 784-512-512-10 network (B={args.batch}; "
+        f"memory columns: one layer, n_in={args.n_in}, n_out={args.n_out}; "
         f"delay={args.delay}, float32, device={device}, torch {torch.__version__}, "
         f"{torch.get_num_threads()} threads, {platform.processor() or platform.machine()}; "
         f"median of {args.repeats} x {args.inner} calls)",

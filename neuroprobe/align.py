@@ -60,9 +60,11 @@ def collect_states(net: RateNetwork, task: str, n_states: int, seed: int, genera
 
 
 def alignment(net: RateNetwork, rule: str, states: Tensor, samples: int, noise_std: float,
-              generator: torch.Generator, passes_chunk: int = 250, noise_norm: str = "global") -> dict[str, float]:
+              generator: torch.Generator, passes_chunk: int = 250, noise_norm: str = "global",
+              clean_pass: bool = True, passes: int = 1) -> dict[str, float]:
     """Per-layer cosine between the rule's expected update (over ``samples`` noise draws) and the exact
-    gradient of its objective (module docstring). ``states`` (T, n_in)."""
+    gradient of its objective (module docstring). ``states`` (T, n_in). For NRL without a clean pass,
+    each sample is a group of ``passes`` noisy passes whose mean log-probability is the reference."""
     T = states.shape[0]
     params = list(net.parameters())
     with torch.no_grad():
@@ -87,9 +89,17 @@ def alignment(net: RateNetwork, rule: str, states: Tensor, samples: int, noise_s
     with torch.no_grad():
         while done < samples:
             k = min(passes_chunk, samples - done)
-            if rule == "nrl":
+            if rule == "nrl" and clean_pass:
                 _, dw, db = nrl_step(net, states, noise_std, k, True, noise_norm, generator, actions=actions)
                 incs = _interleave(net, dw, db)
+                weight = adv
+            elif rule == "nrl":  # noisy passes only: groups of `passes` passes, each its own reference
+                g = max(k // passes, 1)
+                k = g * passes
+                x = states.unsqueeze(1).expand(T, g, states.shape[-1])
+                _, dw, db = nrl_step(net, x, noise_std, passes, False, noise_norm, generator,
+                                     actions=actions.unsqueeze(1).expand(T, g))
+                incs = [i.mean(1) for i in _interleave(net, dw, db)]
                 weight = adv
             elif rule == "wp":
                 _, incs = wp_step(net, states, noise_std, k, generator, actions=actions)
@@ -133,4 +143,5 @@ def align_config(cfg: dict, samples: int = 2000, n_states: int = 64) -> dict[str
     states = collect_states(net, cfg["task"]["name"], n_states, cfg["seed"], gen)
     r = cfg["rule"]
     return alignment(net, r["name"], states, samples, r.get("noise_std", 1e-3), gen,
-                     noise_norm=r.get("noise_norm", "global"))
+                     noise_norm=r.get("noise_norm", "global"), clean_pass=r.get("clean_pass", True),
+                     passes=r.get("passes", 1))

@@ -64,9 +64,16 @@ def _cmd_info(args) -> None:
     print(f"  torch device  {'cuda (' + torch.cuda.get_device_name(0) + ')' if torch.cuda.is_available() else 'cpu only'}")
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (``error: …``, exit 2), like every other neuroprobe error."""
+
+    def error(self, message: str):  # type: ignore[override]
+        self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="neuroprobe", description=__doc__.splitlines()[0])
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="neuroprobe", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run an experiment config (or resume a run)")
     r.add_argument("config", nargs="?", help="experiment TOML (see experiments/)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. rule.lr=0.01")

@@ -20,3 +20,7 @@ class ConfigError(NeuroprobeError, ValueError):
 
 class ShapeError(NeuroprobeError, ValueError):
     """A tensor argument has the wrong shape or number of dimensions (message names it)."""
+
+
+class NonFiniteError(NeuroprobeError):
+    """Weights or activity became NaN/Inf during a run (the run stops; earlier files are kept)."""

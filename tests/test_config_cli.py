@@ -240,16 +240,11 @@ def test_cli_process_exit_codes(tmp_path):
     assert proc.stdout == ""
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: argparse-level bad values (e.g. --seed abc) print a usage block plus "
-                   "'neuroprobe run: error: …' (3 lines, not starting with 'error:'), contrary to cli.py's "
-                   "one-line contract")
 def test_bad_argument_value_is_one_line(tmp_path, capsys):
     rc, _, err = _cli(["run", _write(tmp_path, _rl_toml()), "--seed", "abc"], capsys)
     _assert_one_error_line(rc, err, "--seed")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: a model that does not fit an RL task raises NeuroprobeError in "
-                   "experiments/rl.py (exit 1) while the same mistake on a supervised task is a ConfigError (exit 2)")
 def test_model_not_fitting_rl_task_exits_2(tmp_path, capsys):
     text = _rl_toml(**{"model.file": None, "model.sizes": "[5, 8, 2]"})
     rc, _, err = _cli(["run", _write(tmp_path, text), "--out", str(tmp_path / "o")], capsys)

@@ -395,8 +395,7 @@ def test_cet_no_delay_is_backprop(trace, trace_on):
         assert stats["loss"] == pytest.approx(float(F.cross_entropy(logits, y)), rel=1e-5)
         for l, layer in enumerate(net.layers):
             torch.testing.assert_close(layer.weight.grad, gw[l], rtol=1e-5, atol=1e-6)
-            if trace_on == "presynaptic":  # synapse-mode hidden biases: see the xfail test below
-                torch.testing.assert_close(layer.bias.grad, gb[l], rtol=1e-5, atol=1e-6)
+            torch.testing.assert_close(layer.bias.grad, gb[l], rtol=1e-5, atol=1e-6)
         assert all(c == pytest.approx(1.0, abs=1e-5) for c in rule.last_alignment.values())
         opt.step()  # weights change every step: the gradient must follow them
 
@@ -417,8 +416,7 @@ def test_cet_perfect_trace_delayed_gradient(trace_on):
                 assert float(gw[l].abs().max()) == 0.0 and float(gb[l].abs().max()) == 0.0
             else:
                 torch.testing.assert_close(gw[l], ref[t - D][0][l], rtol=1e-5, atol=1e-6)
-                if trace_on == "presynaptic":  # synapse-mode hidden biases: see the xfail test below
-                    torch.testing.assert_close(gb[l], ref[t - D][1][l], rtol=1e-5, atol=1e-6)
+                torch.testing.assert_close(gb[l], ref[t - D][1][l], rtol=1e-5, atol=1e-6)
                 # and it is not the gradient of the current batch
                 assert not torch.allclose(gw[l], ref[t][0][l], rtol=1e-3, atol=1e-4)
         if t >= D:
@@ -472,9 +470,6 @@ def test_cet_cascade_trace_equals_direct_convolution(kind, order, normalize):
             torch.testing.assert_close(gb[l].double(), g.sum(0), rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: with trace_on='synapse' CETDelayed sets bias.grad = Σ_b ∂L/∂x_l "
-                   "(post-activation credit) instead of Σ_b f'(h_l)·∂L/∂x_l = ∂L/∂b_l, so hidden-layer bias "
-                   "gradients are wrong (off by 1/f'(h), a factor 10 on the LeakyReLU's negative side)")
 def test_cet_synapse_bias_gradient_is_backprop():
     net = _cet_net()
     rule = CETDelayed(net, batch=B, delay=0, trace="none", trace_on="synapse")
@@ -499,8 +494,6 @@ def test_cet_rejects_bad_arguments():
         rule.step(torch.randn(B + 1, SIZES[0]), torch.zeros(B + 1, dtype=torch.long))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: CETDelayed builds its traces in float32 regardless of the network's "
-                   "dtype, so a float64 RateNetwork fails with 'expected m1 and m2 to have the same dtype'")
 def test_cet_supports_float64_network():
     net = RateNetwork(NetworkSpec([5, 7, 3], bias=True), generator=torch.Generator().manual_seed(0), dtype=F64)
     rule = CETDelayed(net, batch=B, delay=0, trace="none")

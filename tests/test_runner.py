@@ -126,18 +126,16 @@ def _resume_matches_uninterrupted(tmp_path, capsys, cfg, overrides, ckpt_rows):
     assert json.loads((out / "summary.json").read_text()) == json.loads((ref / "summary.json").read_text())
 
 
-RESUME_BUG = ("BUG: RunDir.create writes the resolved config, including the derived key 'kind', to config.toml; "
-              "--resume re-validates that file and fails with \"unknown key 'kind'\" (exit 2), so no run can resume")
+# These tests caught a bug: RunDir.create wrote the derived key 'kind' into config.toml, and --resume then
+# failed with "unknown key 'kind'" (exit 2). Fixed in neuroprobe/experiments/rundir.py.
 
 
-@pytest.mark.xfail(strict=True, reason=RESUME_BUG)
 def test_rl_resume_after_sigkill(tmp_path, capsys):
     k = 8
     overrides = ["task.episodes=40", "seeds=2", "rule.lr=1e-4", f"run.checkpoint_every={k}", "run.progress=false"]
     _resume_matches_uninterrupted(tmp_path, capsys, NRL_CFG, overrides, ckpt_rows=k)
 
 
-@pytest.mark.xfail(strict=True, reason=RESUME_BUG)
 def test_supervised_resume_after_sigkill(tmp_path, capsys):
     k = 4  # rows (of eval_every = 5 steps each)
     overrides = ["task.steps=250", "task.eval_every=5", "rule.delay=5", "rule.order=2", f"run.checkpoint_every={k}",
@@ -145,7 +143,6 @@ def test_supervised_resume_after_sigkill(tmp_path, capsys):
     _resume_matches_uninterrupted(tmp_path, capsys, CET_CFG, overrides, ckpt_rows=k)
 
 
-@pytest.mark.xfail(strict=True, reason=RESUME_BUG)
 def test_resume_of_finished_run_keeps_metrics(tmp_path, capsys):
     out = _run(NRL_CFG, RL_SMALL, tmp_path / "r")
     before = (out / "metrics.csv").read_bytes()
@@ -175,9 +172,6 @@ def test_nonfinite_weights_stop_the_run(tmp_path, capsys):
         assert ckpt["rows"] <= _rows(out / "metrics.csv")
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: the RL loop only checks the weights; with a huge lr they stay finite "
-                   "but the logits overflow, and torch.multinomial raises RuntimeError ('probability tensor contains "
-                   "either inf, nan or element < 0') - a traceback instead of the one-line NaN/Inf error, exit 1")
 def test_rl_absurd_lr_stops_with_one_line(tmp_path, capsys):
     rc, _, err = _cli(["run", NRL_CFG, "--out", str(tmp_path / "nan"), "--set", "task.episodes=20", "--set", "seeds=2",
                        "--set", "rule.lr=1e30", "--set", "run.progress=false"], capsys)

@@ -174,8 +174,29 @@ def validate(raw: dict, src: str = "<config>", base_dir: Path | None = None) -> 
     cfg["modulator"] = _check_section(cfg["modulator"], MODULATOR, "modulator", src)
     cfg["run"] = _check_section(cfg["run"], RUN, "run", src)
     cfg["model"] = _resolve_model(cfg["model"], src, base_dir)
+    _check_model_fits_task(cfg["model"]["sizes"], cfg["task"], kind, src)
     cfg["kind"] = kind
     return cfg
+
+
+DIGITS_SHAPE = (64, 10)  # scikit-learn digits: 8x8 features, 10 classes
+
+
+def _check_model_fits_task(sizes: list[int], task: dict, kind: str, src: str) -> None:
+    """Model input/output sizes must match the task (a local dataset file is checked when loaded)."""
+    if kind == "rl":
+        from ..tasks import task_info
+
+        info = task_info(task["name"])
+        need = (info["obs_dim"], info["n_actions"])
+        what = "observations, actions"
+    elif task["dataset"] == "digits":
+        need, what = DIGITS_SHAPE, "features, classes"
+    else:
+        return
+    if (sizes[0], sizes[-1]) != need:
+        raise ConfigError(f"{src}: model.sizes {sizes} does not fit task {task['name']!r} ({what} = {need}); "
+                          f"the first size must be {need[0]} and the last {need[1]}")
 
 
 def _resolve_model(model: dict, src: str, base_dir: Path | None) -> dict:

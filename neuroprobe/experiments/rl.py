@@ -13,7 +13,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from ..errors import NeuroprobeError
+from ..errors import ConfigError, NonFiniteError
 from ..network import RateNetwork
 from ..tasks import make_vector_env
 from .build import build_optimizer, build_rl_rule, network_spec
@@ -22,15 +22,15 @@ from .rundir import RunDir
 COLUMNS = ["episode", "seed", "return", "length"]
 
 
-class NonFiniteWeights(NeuroprobeError):
-    pass
+def stop_message(what: str, where: str, run: RunDir) -> str:
+    return (f"{what} at {where}; stopped; last good checkpoint kept at {run.checkpoint_path} "
+            f"(lower rule.lr or rule.noise_std)")
 
 
 def check_finite(net: RateNetwork, where: str, run: RunDir) -> None:
     for name, p in net.named_parameters():
         if not torch.isfinite(p).all():
-            raise NonFiniteWeights(f"weights became NaN/Inf ({name}) at {where}; stopped; last good checkpoint "
-                                   f"kept at {run.checkpoint_path} (lower rule.lr or rule.noise_std)")
+            raise NonFiniteError(stop_message(f"weights became NaN/Inf ({name})", where, run))
 
 
 def run_rl(cfg: dict, run: RunDir, resume: bool = False) -> dict:
@@ -45,7 +45,7 @@ def run_rl(cfg: dict, run: RunDir, resume: bool = False) -> dict:
     obs, _ = envs.reset(seed=cfg["seed"])
     n_obs = obs.shape[-1]
     if n_obs != net.layers[0].in_features or envs.single_action_space.n != net.layer_sizes[-1]:
-        raise NeuroprobeError(f"model sizes {net.spec.sizes} do not fit task {cfg['task']['name']} "
+        raise ConfigError(f"model sizes {net.spec.sizes} do not fit task {cfg['task']['name']} "
                               f"(observations {n_obs}, actions {envs.single_action_space.n})")
     episodes = np.zeros(S, dtype=np.int64)
     ret = np.zeros(S, dtype=np.float64)
@@ -75,7 +75,10 @@ def run_rl(cfg: dict, run: RunDir, resume: bool = False) -> dict:
     try:
         while (episodes < E).any():
             active = torch.as_tensor(episodes < E)
-            a = rule.act(torch.as_tensor(obs, dtype=torch.float32))
+            try:
+                a = rule.act(torch.as_tensor(obs, dtype=torch.float32))
+            except NonFiniteError as e:
+                raise NonFiniteError(stop_message(str(e), f"episode {int(episodes.max())}", run)) from None
             obs, r, term, trunc, _ = envs.step(a.numpy())
             done = term | trunc
             ret += r

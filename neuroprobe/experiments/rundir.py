@@ -41,7 +41,7 @@ class RunDir:
             raise NeuroprobeError(f"run directory {str(self.path)!r} already holds a run; use --resume {self.path} "
                                   f"to continue it or --out to pick another directory")
         self.path.mkdir(parents=True, exist_ok=True)
-        clean = {k: v for k, v in cfg.items() if v is not None}
+        clean = {k: v for k, v in cfg.items() if v is not None and k != "kind"}  # "kind" is derived
         (self.path / CONFIG_NAME).write_text(tomli_w.dumps(clean))
 
     def open_metrics(self, columns: list[str], keep_rows: int) -> "MetricsWriter":

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from ..errors import ConfigError
 from ..network import RateNetwork
 from ..tasks import SupervisedStream
 from .build import build_cet_rule, build_optimizer, network_spec
@@ -30,7 +31,6 @@ def run_supervised(cfg: dict, run: RunDir, resume: bool = False) -> dict:
     net = RateNetwork(network_spec(cfg), generator=gen)
     stream = SupervisedStream(task["batch"], split="train", seed=cfg["seed"], dataset=task["dataset"])
     if stream.n_features != net.layers[0].in_features or stream.n_classes != net.layer_sizes[-1]:
-        from ..errors import ConfigError
         raise ConfigError(f"model sizes {net.spec.sizes} do not fit dataset {task['dataset']!r} "
                           f"({stream.n_features} features, {stream.n_classes} classes)")
     x_test, y_test = stream.test_set()

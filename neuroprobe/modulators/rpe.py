@@ -31,7 +31,7 @@ class RewardPredictionError:
 
     def __init__(self, batch: int = 1, smoothing: float = 0.66, scale: str = "none",
                  init: str | float = "first", eps: float = 1e-8, dtype: torch.dtype = torch.float64):
-        if not 0.0 < smoothing <= 1.0:
+        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 < smoothing <= 1.0:
             raise ConfigError(f"modulator.smoothing = {smoothing!r}: must be in (0, 1]")
         if scale not in SCALES:
             raise ConfigError(f"modulator.scale = {scale!r}: allowed {list(SCALES)}")

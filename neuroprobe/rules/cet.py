@@ -55,6 +55,10 @@ class CETDelayed:
         self.net, self.batch, self.trace_kind, self.trace_on = net, batch, trace, trace_on
         self.delays = layer_delays(len(net.layers), delay, delay_mode)
         self.broadcast = DelayedBroadcast(self.delays)
+        # the bias's presynaptic activity is the constant 1: its credit is the pre-activation error,
+        # delayed like the rest (in "synapse" mode that differs from the post-activation credit)
+        self.bias_broadcast = DelayedBroadcast(self.delays) if trace_on == "synapse" else None
+        dt = {"dtype": net.layers[0].weight.dtype, "device": net.layers[0].weight.device}
         self.traces = []
         self._shapes = [(batch, layer.in_features) if trace_on == "presynaptic"
                         else (batch, layer.out_features, layer.in_features) for layer in net.layers]
@@ -62,10 +66,10 @@ class CETDelayed:
             kind = trace if d > 0 else "none"  # no delay: the credit meets the activity it belongs to
             kw = {"beta": beta} if beta and kind in ("cascade", "exponential") else {}
             self.traces.append(make_trace(kind, shape, order=order, delay=d if kind != "none" else None,
-                                          normalize=normalize, **kw))
+                                          normalize=normalize, **kw, **dt))
         # diagnostic: a perfect delay line of presynaptic activity gives the true delayed gradient
         self.diagnostics = diagnostics
-        self._true_x = [make_trace("perfect", tuple(tr_shape), delay=d) for tr_shape, d in zip(self._shapes, self.delays)] if diagnostics else None
+        self._true_x = [make_trace("perfect", tuple(tr_shape), delay=d, **dt) for tr_shape, d in zip(self._shapes, self.delays)] if diagnostics else None
         self.last_alignment: dict[str, float] = {}
 
     def step(self, x: Tensor, y: Tensor) -> dict:
@@ -87,9 +91,12 @@ class CETDelayed:
         if self.trace_on == "synapse":
             fps = [ACTIVATION_GRADS[net.activation_of(l)](h.squeeze(-2).detach()) for l, h in enumerate(sweep.preacts)]
             us = [fp.unsqueeze(-1) * x_.unsqueeze(-2) for fp, x_ in zip(fps, inputs)]
+            bias_arrived = self.bias_broadcast.push([c * fp for c, fp in zip(credit, fps)])
         else:
             us = inputs
         arrived = self.broadcast.push(credit)
+        if self.trace_on == "presynaptic":
+            bias_arrived = arrived
         eligibility = [tr.step(u) for tr, u in zip(self.traces, us)]
         exact = [tr.step(u) for tr, u in zip(self._true_x, us)] if self.diagnostics else None
         self.last_alignment = {}
@@ -102,7 +109,7 @@ class CETDelayed:
                 continue
             layer.weight.grad = self._pair(g, eligibility[l])
             if layer.bias is not None:
-                layer.bias.grad = g.sum(0)
+                layer.bias.grad = bias_arrived[l].sum(0)
             if self.diagnostics:
                 true = self._pair(g, exact[l])
                 self.last_alignment[net.layer_names[l]] = float(
@@ -115,11 +122,14 @@ class CETDelayed:
         return g.transpose(0, 1) @ e if e.dim() == 2 else torch.einsum("bo,boi->oi", g, e)
 
     def state_dict(self) -> dict:
-        return {"broadcast": self.broadcast.state_dict(), "traces": [t.state_dict() for t in self.traces],
+        return {"broadcast": self.broadcast.state_dict(),
+                "bias_broadcast": self.bias_broadcast.state_dict() if self.bias_broadcast else None, "traces": [t.state_dict() for t in self.traces],
                 "true_x": [t.state_dict() for t in self._true_x] if self._true_x else None}
 
     def load_state_dict(self, d: dict) -> None:
         self.broadcast.load_state_dict(d["broadcast"])
+        if self.bias_broadcast is not None:
+            self.bias_broadcast.load_state_dict(d["bias_broadcast"])
         for t, s in zip(self.traces, d["traces"]):
             t.load_state_dict(s)
         if self._true_x and d.get("true_x"):

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ..errors import ConfigError, NonFiniteError
 
 NOISE_NORMS = ("global", "layer")
 
@@ -53,4 +53,6 @@ def log_prob_of(logits: Tensor, actions: Tensor) -> Tensor:
 def sample_actions(probs: Tensor, generator: torch.Generator | None) -> Tensor:
     """One categorical sample per row of probs (…, A) -> (…) long."""
     flat = probs.reshape(-1, probs.shape[-1]).to(torch.float64).clamp_min(0)
+    if not torch.isfinite(flat).all():
+        raise NonFiniteError("policy probabilities became NaN/Inf (the logits overflowed)")
     return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
