@@ -40,10 +40,12 @@ def main() -> None:
     for task in args.tasks:
         for rule in args.rules:
             run_dir = out / f"{rule}_{task}"
-            if (run_dir / "summary.json").exists():
-                continue
             cfg = ROOT / "experiments" / f"{rule}_{task}.toml"
             sets = [f"task.episodes={episodes[task]}"] if task in episodes else []
+            if (run_dir / "summary.json").exists():
+                done = json.loads((run_dir / "summary.json").read_text())["episodes"]
+                if task not in episodes or done >= int(episodes[task]):
+                    continue  # finished; a larger --episodes extends it from its last checkpoint
             if (run_dir / "checkpoint.pt").exists():
                 run_experiment(resume=run_dir, overrides=sets)
             else:

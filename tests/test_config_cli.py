@@ -22,13 +22,6 @@ ROOT = Path(__file__).resolve().parents[1]
 MODEL = (ROOT / "models" / "mlp_4_64_2.toml").as_posix()
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _rl_toml(**edits) -> str:
     """A small valid CartPole/NRL config; ``edits`` maps 'section.key' or 'key' to a raw TOML value

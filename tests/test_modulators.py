@@ -12,14 +12,6 @@ from neuroprobe.modulators import DelayedBroadcast, RewardPredictionError, layer
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is much faster on busy cores (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 class HandRPE:
     """Independent scalar reference: δ = r − r̄; r̄ ← r̄ + λ(r − r̄); r̄ starts at the first reward."""

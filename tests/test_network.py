@@ -24,14 +24,6 @@ MODEL_FILES = sorted((ROOT / "models").glob("*.toml"))
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is much faster on busy cores (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _net(sizes, n_models=None, bias=False, seed=0, dtype=F64, init="xavier_normal"):
     spec = NetworkSpec(list(sizes), bias=bias, init=init)

@@ -27,14 +27,6 @@ ROOT = Path(__file__).resolve().parents[1]
 F64 = torch.float64
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny tensors: one intra-op thread is much faster on busy cores (restored afterwards)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def _net(sizes, n_models=None, bias=False, seed=0, dtype=F64, init="xavier_normal"):
     return RateNetwork(NetworkSpec(list(sizes), bias=bias, init=init), n_models=n_models,
