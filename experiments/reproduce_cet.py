@@ -9,7 +9,7 @@ gradient alignment (cosine between the CET update and the exact delayed gradient
 layers, last 500 steps), and a heat map. Finished runs are skipped when re-run.
 
     python experiments/reproduce_cet.py                 # full grid (~15 min on 2 cores)
-    python experiments/reproduce_cet.py --quick         # demo: orders {1, 6}, delays {1, 20}
+    python experiments/reproduce_cet.py --quick         # demo (make demo): orders {1, 10}, delays {5, 20}
 """
 from __future__ import annotations
 
@@ -63,13 +63,13 @@ def main() -> None:
     ap.add_argument("--delays", type=int, nargs="*", default=[1, 5, 10, 20, 50])
     ap.add_argument("--lrs", type=float, nargs="*", default=[0.003, 0.01, 0.05, 0.2])
     ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--quick", action="store_true", help="orders {1, 6}, delays {1, 20}, 1500 steps, lr 0.2")
+    ap.add_argument("--quick", action="store_true", help="demo: orders {1, 10}, delays {5, 20}, 2000 steps, lr {0.01, 0.05}")
     ap.add_argument("--out", default=str(ROOT / "runs" / "cet_repro"))
     ap.add_argument("--report", default=str(ROOT / "docs" / "cet_reproduction.md"))
     ap.add_argument("--progress", action="store_true")
     args = ap.parse_args()
     if args.quick:
-        args.orders, args.delays, args.steps, args.lrs = [1, 6], [1, 20], 1500, [0.2]
+        args.orders, args.delays, args.steps, args.lrs = [1, 10], [5, 20], 2000, [0.01, 0.05]
     out = Path(args.out)
     from tqdm.auto import tqdm
 

@@ -34,9 +34,13 @@ def main() -> None:
     ap.add_argument("--rules", nargs="*", default=list(RULES))
     ap.add_argument("--out", default=str(ROOT / "runs" / "nrl_repro"))
     ap.add_argument("--report", default=str(ROOT / "docs" / "nrl_reproduction.md"))
+    ap.add_argument("--report-only", action="store_true", help="only rebuild the table and figure from finished runs")
     args = ap.parse_args()
     episodes = dict(e.split("=") for e in args.episodes)
     out = Path(args.out)
+    if args.report_only:
+        report(out, Path(args.report), args.tasks, args.rules)
+        return
     for task in args.tasks:
         for rule in args.rules:
             run_dir = out / f"{rule}_{task}"

@@ -7,6 +7,8 @@ exact autograd gradient of the same objective:
 * NRL, weight perturbation, BP: fixed actions a_t (sampled once from the clean policy) and fixed
   advantages A_t ~ N(0, 1) (an RPE-weighted episode); objective J = Σ_t A_t log π(a_t | s_t); the
   rule's update is Σ_t A_t · (its eligibility increment at step t).
+* probe: same objective, fixed actions and advantages as NRL; each branch is scored by the exact
+  J(W + ΔW_b) − J(W) (:func:`probe_alignment`).
 * RMHL: its eligibility ξ ⊗ x̃ carries no information about a fixed action (the noise must *cause*
   the action), so its objective is the expected reward J = Σ_t Σ_a π(a|s_t) q_t(a) of a fixed
   random reward table q_t ~ N(0, 1); the noisy network acts and δ = q_t(ã) − Σ_a π(a|s_t) q_t(a).
@@ -130,6 +132,48 @@ def _interleave(net: RateNetwork, dw: list[Tensor], db: list[Tensor]) -> list[Te
     return out
 
 
+def probe_alignment(net: RateNetwork, states: Tensor, samples: int, generator: torch.Generator, rule_cfg: dict,
+                    seed: int = 0) -> dict[str, float]:
+    """Rule "probe": per-layer cosine between the expected directional update and the autograd gradient.
+
+    Same fixed states, actions a_t and advantages A_t ~ N(0, 1) as for NRL, objective
+    J(W) = Σ_t A_t log π(a_t | s_t). Each window the scheduler emits A (B × M) and every branch b is
+    scored by its outcome J(W + ΔW_b) − J(W) (all T states of all B branches in one probed sweep;
+    the null baseline, exact because the null branches score J(W)); the rule's update
+    (:meth:`~neuroprobe.rules.probe.ProbeRule.update`, history 1) is averaged over
+    ceil(samples / B) windows, i.e. ``samples`` branches in all.
+    """
+    from .rules.probe import probed_sweep, rule_from_config
+
+    T = states.shape[0]
+    params = [layer.weight for layer in net.layers]
+    with torch.no_grad():
+        actions = sample_actions(net.sweep(states.unsqueeze(-2)).output[:, 0], generator)
+    adv = torch.randn(T, generator=generator)
+    with torch.enable_grad():
+        objective = (adv * log_prob_of(net.sweep(states.unsqueeze(-2)).logits, actions)[:, 0]).sum()
+        exact = torch.autograd.grad(objective, params)
+    rule = rule_from_config({"seed": seed, "rule": rule_cfg}, net, history=1, decay=1.0, kernel="none")
+    B = rule.branches
+    windows = -(-samples // B)
+    est = [torch.zeros_like(p, dtype=torch.float64) for p in params]
+    x = states.unsqueeze(0).expand(B, T, states.shape[-1])
+    act = actions.unsqueeze(0).expand(B, T)
+    with torch.no_grad():
+        for _ in range(windows):
+            A = rule.assignment()
+            J = (adv * log_prob_of(probed_sweep(net, x, A, rule.dictionaries).logits.unsqueeze(-2), act)[..., 0]).sum(-1)
+            j0 = (adv * log_prob_of(net.sweep(states.unsqueeze(-2)).logits, actions)[:, 0]).sum()
+            rule.update(J.double() - j0.double(), A)
+            for e, p in zip(est, params):
+                e.sub_(p.grad.double() / windows)  # grad holds −Δθ
+            rule.end_window()
+        for p in params:
+            p.grad = None
+    return {n: float(torch.nn.functional.cosine_similarity(e.flatten(), g.double().flatten(), dim=0))
+            for n, e, g in zip(net.layer_names, est, exact)}
+
+
 def align_config(cfg: dict, samples: int = 2000, n_states: int = 64) -> dict[str, float]:
     """The ``neuroprobe align`` computation for a validated RL config (first seed's network)."""
     from .errors import ConfigError
@@ -142,6 +186,8 @@ def align_config(cfg: dict, samples: int = 2000, n_states: int = 64) -> dict[str
     net = RateNetwork(network_spec(cfg), generator=gen)
     states = collect_states(net, cfg["task"]["name"], n_states, cfg["seed"], gen)
     r = cfg["rule"]
+    if r["name"] == "probe":
+        return probe_alignment(net, states, samples, gen, r, seed=cfg["seed"])
     return alignment(net, r["name"], states, samples, r.get("noise_std", 1e-3), gen,
                      noise_norm=r.get("noise_norm", "global"), clean_pass=r.get("clean_pass", True),
                      passes=r.get("passes", 1))

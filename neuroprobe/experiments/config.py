@@ -107,8 +107,26 @@ RULES = {
             "normalize": Field(str, "peak", *_choice("area", "peak", "none")),
             "beta": Field(NUM, 0.0, lambda x: 0 <= x < 1, "in [0, 1) (0 = exp(-1/delay))"),
             "trace_on": Field(str, "presynaptic", *_choice("presynaptic", "synapse"))},
+    # probe bundles (neuroprobe.rules.probe): B branches per window (episode), K probes of rank r per layer
+    "probe": {**_COMMON_RULE,
+              "branches": Field(int, 32, _pos, ">= 1 (B counterfactual branches per window)"),
+              "num_probes": Field(int, 8, _pos, ">= 1 (K per layer; even when antithetic)"),
+              "rank": Field(int, 1, _pos, ">= 1"),
+              "scale": Field(NUM, 0.05, _pos, "> 0 (σ, entry std of each probe)"),
+              "scheduler": Field(str, "random", *_choice("random", "round_robin", "blockwise", "uncertainty",
+                                                         "diversity")),
+              "null_fraction": Field(NUM, 0.125, lambda x: 0 <= x < 1, "in [0, 1)"),
+              "history": Field(int, 1, _pos, ">= 1 (P windows)"),
+              "decay": Field(NUM, 1.0, lambda x: 0 <= x <= 1, "in [0, 1] (λ)"),
+              "kernel": Field(str, "none", *_choice("none", "cascade")),
+              "kernel_order": Field(int, 6, _pos, ">= 1"),
+              "kernel_delay": Field(NUM, 2.0, _pos, "> 0 windows"),
+              "baseline": Field(str, "null", *_choice("null", "mean")),
+              "antithetic": Field(bool, True),
+              "regime": Field(str, "pure", *_choice("pure", "semi_persistent", "learned_subspace")),
+              "noise_std": Field(NUM, 0.0, _nonneg, ">= 0 (node noise shared by all branches; 0 = off)")},
 }
-RL_RULES = ("nrl", "rmhl", "wp", "bp")
+RL_RULES = ("nrl", "rmhl", "wp", "bp", "probe")
 SUPERVISED_RULES = ("cet",)
 
 
@@ -171,12 +189,33 @@ def validate(raw: dict, src: str = "<config>", base_dir: Path | None = None) -> 
     if cfg["rule"]["name"] not in allowed_rules:
         raise ConfigError(f"{src}: 'rule.name' = {cfg['rule']['name']!r} does not apply to task "
                           f"{cfg['task']['name']!r}; allowed: {list(allowed_rules)}")
+    if cfg["rule"]["name"] == "probe":
+        _check_probe(cfg, src)
     cfg["modulator"] = _check_section(cfg["modulator"], MODULATOR, "modulator", src)
     cfg["run"] = _check_section(cfg["run"], RUN, "run", src)
     cfg["model"] = _resolve_model(cfg["model"], src, base_dir)
     _check_model_fits_task(cfg["model"]["sizes"], cfg["task"], kind, src)
     cfg["kind"] = kind
     return cfg
+
+
+def _check_probe(cfg: dict, src: str) -> None:
+    """Cross-key checks of rule 'probe' (one line each, naming the keys)."""
+    r = cfg["rule"]
+    if cfg["seeds"] != 1:
+        raise ConfigError(f"{src}: 'seeds' = {cfg['seeds']}: rule 'probe' runs one seed per process; use --seed S")
+    if r["antithetic"] and r["num_probes"] % 2:
+        raise ConfigError(f"{src}: 'rule.num_probes' = {r['num_probes']} must be even with rule.antithetic = true "
+                          f"(± pairs)")
+    if r["baseline"] == "null" and r["null_fraction"] == 0:
+        raise ConfigError(f"{src}: 'rule.baseline' = 'null' needs 'rule.null_fraction' > 0 (all-null branches); "
+                          f"raise it or use baseline = 'mean'")
+    if r["null_fraction"] > 0 and math.ceil(r["null_fraction"] * r["branches"] - 1e-12) >= r["branches"]:
+        raise ConfigError(f"{src}: 'rule.null_fraction' = {r['null_fraction']} leaves no perturbed branch out of "
+                          f"rule.branches = {r['branches']}; lower it or add branches")
+    if r["kernel"] == "cascade" and r["kernel_order"] >= 2 and r["kernel_delay"] > r["history"] - 1:
+        raise ConfigError(f"{src}: 'rule.kernel_delay' = {r['kernel_delay']} must be <= rule.history - 1 = "
+                          f"{r['history'] - 1} (the kernel's peak must fall inside the history)")
 
 
 DIGITS_SHAPE = (64, 10)  # scikit-learn digits: 8x8 features, 10 classes

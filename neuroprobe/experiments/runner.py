@@ -32,7 +32,10 @@ def run_experiment(config_path: str | Path | None = None, overrides: list[str] |
         cfg = load_config(config_path, overrides, seed)
         run = RunDir(out if out is not None else default_out(cfg))
         run.create(cfg, fresh=True)
-    if cfg["kind"] == "rl":
+    if cfg["kind"] == "rl" and cfg["rule"]["name"] == "probe":
+        from .probe_rl import run_probe_rl
+        run_probe_rl(cfg, run, resume=resume is not None)
+    elif cfg["kind"] == "rl":
         from .rl import run_rl
         run_rl(cfg, run, resume=resume is not None)
     else:

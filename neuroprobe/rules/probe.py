@@ -1,0 +1,212 @@
+"""Probe rule: directional credit assignment over B counterfactual branches per window.
+
+One window (an RL episode) runs B branches of the same network as one batch. Branch b uses, in
+every layer (module) m, the weight W_m + ΔW_{m, A[b, m]}, where A (B × M, from a scheduler) picks a
+probe of the layer's :class:`~neuroprobe.probes.ProbeDictionary` (label 0 = null probe) and
+ΔW_k = (σ/√r) U_k V_kᵀ. The branch forward never forms B weight matrices: per layer the shared
+product x Wᵀ is computed once and each branch adds its low-rank correction (σ/√r)(x V_a) U_aᵀ
+(:func:`probed_sweep`, the "mask" computation of :class:`~neuroprobe.probes.ProbedLinear`).
+
+After the window, with outcomes R_b (the branches' returns):
+
+    adv_b   = R_b − baseline                      (branch_advantage: null branches, or the batch mean)
+    μ[b, m] = adv_b · 1[A[b, m] ≠ 0]              (route)
+    e_m[k]  = (1/B) Σ_b μ[b, m] [A[b, m] = k]     (module_coefficients)
+    Δθ_m    = (1/σ²) Σ_j w_j Σ_k e_{m,t−j}[k] ΔW_{m,t−j,k}   (DirectionalTrace, w_j = λ^j or a cascade kernel)
+
+Sign convention: outcomes are rewards (higher is better; ``credit="reward"``), so Δθ ascends the
+return. As for every rule of :mod:`neuroprobe.rules`, ``param.grad = −Δθ`` is written, so
+``torch.optim.SGD(lr=η).step()`` performs W ← W + η Δθ. The factor 1/σ² (ES convention) makes the
+expected single-window update (1 − f)·∇J for small σ (f = the null fraction; the probes have
+isotropic entry covariance σ²), so ``lr`` is a step size on the return gradient.
+
+Only weights are probed and learned; biases (if the model has them) stay at their initial values.
+
+Node noise (``noise_std`` > 0) adds Gaussian ξ to every pre-activation, drawn once per step and
+shared by all B branches (common random numbers), so branches still differ only through their
+probes. It is exploration noise inside each branch; its NRL eligibility is not used.
+"""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError, NonFiniteError
+from ..network import NetworkPass, RateNetwork
+from ..neurons.rate import rate_layer_step
+from ..probes import (DirectionalTrace, ProbeDictionary, branch_advantage, keyed_generator, make_scheduler,
+                      module_coefficients, route)
+
+__all__ = ["ProbeRule", "probed_sweep", "inverse_cdf_actions"]
+
+_SALT_SCHEDULER = 0x5C4ED
+
+
+def probed_sweep(net: RateNetwork, x: Tensor, assignment: Tensor, probes: list[ProbeDictionary],
+                 noise: list[Tensor | None] | None = None) -> NetworkPass:
+    """All branches of a window in one sweep; pure apart from reading the probes.
+
+    Args:
+        net: a single-model RateNetwork (weights (n_out, n_in)).
+        x: (B, …, n_in), branch b's inputs on row b (… e.g. P states per branch).
+        assignment: (B, M) long, A[b, m] in 0..K_m the probe of layer m in branch b.
+        probes: one ProbeDictionary per layer (same order as ``net.layers``).
+        noise: per layer, node noise broadcastable to (B, …, n_out_l), or None.
+
+    Returns:
+        a NetworkPass (inputs, pre-activations, logits, readout), each (B, …, n).
+
+    Per layer: h = x Wᵀ + b + coef · ((x [V_1…V_K]) ⊙ onehot(A[:, m])) [U_1…U_K]ᵀ — one shared
+    full-rank product and one (K·r)-column correction; no (B, n_out, n_in) tensor is formed.
+    """
+    if net.n_models is not None:
+        raise ConfigError("probed_sweep: the probe rule runs one model (n_models=None)")
+    B = x.shape[0]
+    inputs, preacts = [], []
+    h = x
+    for l, (layer, d) in enumerate(zip(net.layers, probes)):
+        inputs.append(x)
+        K, r = d.num_probes, d.rank
+        Us, Vs = d.stacked()  # (n_out, K r), (n_in, K r)
+        z = x @ Vs.to(x.dtype)  # (B, …, K r)
+        onehot = (assignment[:, l, None] == torch.arange(1, K + 1)).to(x.dtype) * d.coef  # (B, K)
+        z = (z.unflatten(-1, (K, r)) * onehot.view((B,) + (1,) * (x.dim() - 2) + (K, 1))).flatten(-2)
+        corr = z @ Us.to(x.dtype).T  # (B, …, n_out)
+        xi = None if noise is None else noise[l]
+        x, h = rate_layer_step(x, layer.weight, layer.bias, corr if xi is None else corr + xi, net.activation_of(l))
+        preacts.append(h)
+    out = torch.softmax(h, dim=-1) if net.spec.readout == "softmax" else h
+    return NetworkPass(inputs, preacts, h, out)
+
+
+def inverse_cdf_actions(probs: Tensor, u: Tensor | float) -> Tensor:
+    """Categorical samples of every row of probs (B, A) from ONE uniform u in [0, 1) (common random
+    numbers): a = #{j : CDF_j < u}. Rows with equal probabilities get equal actions."""
+    p = probs.to(torch.float64)
+    if not torch.isfinite(p).all():
+        raise NonFiniteError("policy probabilities became NaN/Inf (the logits overflowed)")
+    c = p.clamp_min(0).cumsum(-1)
+    a = (c < torch.as_tensor(u, dtype=torch.float64) * c[..., -1:]).sum(-1)
+    return a.clamp_max(p.shape[-1] - 1)
+
+
+class ProbeRule:
+    """The probe rule's state: per-layer probe dictionaries and directional traces, a scheduler.
+
+    Args:
+        net: single-model RateNetwork.
+        branches: B; num_probes: K; rank: r; scale: σ.
+        scheduler: name for :func:`~neuroprobe.probes.make_scheduler`; null_fraction: its f.
+        history, decay, kernel ("none" | "cascade"), kernel_order, kernel_delay: the trace's window
+            weights (λ^j, or a cascade kernel peaking ``kernel_delay`` windows back).
+        baseline: "null" | "mean" (:func:`~neuroprobe.probes.branch_advantage`).
+        antithetic, regime: of the dictionaries.
+        noise_std: node noise shared by all branches (module docstring), 0 = off.
+        seed: keys the probes and the scheduler's generator.
+
+    Per window: ``A = rule.assignment()``; run the branches with :meth:`policy`;
+    ``rule.update(outcomes, A)`` (writes ``.grad``); ``opt.step()``; ``rule.end_window()``.
+    """
+
+    name = "probe"
+
+    def __init__(self, net: RateNetwork, branches: int = 32, num_probes: int = 8, rank: int = 1, scale: float = 0.05,
+                 scheduler: str = "random", null_fraction: float = 0.125, history: int = 1, decay: float = 1.0,
+                 kernel: str = "none", kernel_order: int = 6, kernel_delay: float = 2.0, baseline: str = "null",
+                 antithetic: bool = True, regime: str = "pure", noise_std: float = 0.0, seed: int = 0):
+        if net.n_models is not None:
+            raise ConfigError("rule 'probe' runs one model: build the network with n_models=None")
+        if baseline == "null" and null_fraction <= 0:
+            raise ConfigError("rule.baseline = 'null' needs rule.null_fraction > 0 (all-null branches)")
+        if noise_std < 0:
+            raise ConfigError(f"rule.noise_std = {noise_std!r}: must be >= 0")
+        self.net, self.branches, self.baseline, self.noise_std = net, branches, baseline, float(noise_std)
+        self.scale = float(scale)
+        w = net.layers[0].weight
+        self.dictionaries = [
+            ProbeDictionary(layer.out_features, layer.in_features, num_probes=num_probes, rank=rank, scale=scale,
+                            regime=regime, antithetic=antithetic, seed=seed, module_id=l, dtype=w.dtype)
+            for l, layer in enumerate(net.layers)]
+        M = len(net.layers)
+        self.scheduler = make_scheduler(scheduler, num_branches=branches, num_probes=num_probes, num_modules=M,
+                                        null_fraction=null_fraction,
+                                        seed=keyed_generator(seed, _SALT_SCHEDULER))
+        self.traces = [DirectionalTrace(num_probes, history=history, decay=decay,
+                                        kernel=None if kernel == "none" else kernel, order=kernel_order,
+                                        delay=kernel_delay, alpha=1.0 / self.scale**2, credit="reward")
+                       for _ in range(M)]
+        self.num_probes = [num_probes] * M
+
+    # --- per step ---------------------------------------------------------------------------
+    def policy(self, obs: Tensor, assignment: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """Readout of every branch, obs (B, n_in) -> (B, n_out). Draws the shared node noise (if any)."""
+        noise = None
+        if self.noise_std > 0:
+            noise = self.net.sample_noise((1,), self.noise_std, generator)  # one draw, shared by all branches
+        with torch.no_grad():
+            return probed_sweep(self.net, obs, assignment, self.dictionaries, noise).output
+
+    # --- per window -------------------------------------------------------------------------
+    def assignment(self) -> Tensor:
+        """The scheduler's A (B, M) for the next window."""
+        return self.scheduler.next()
+
+    def update(self, outcomes: Tensor, assignment: Tensor) -> list[Tensor]:
+        """Credit the window's branches and write −Δθ into each layer's ``weight.grad``.
+
+        outcomes (B,) reward-like (higher is better). Returns the window's coefficients (K,) per layer.
+        """
+        out = torch.as_tensor(outcomes, dtype=torch.float64)
+        if not torch.isfinite(out).all():
+            raise NonFiniteError("branch outcomes became NaN/Inf")
+        adv = branch_advantage(out, assignment, baseline=self.baseline)
+        mu = route(adv, assignment)
+        coeffs = module_coefficients(mu, None, assignment, self.num_probes)
+        for layer, d, trace, c in zip(self.net.layers, self.dictionaries, self.traces, coeffs):
+            trace.push(c, d)
+            trace.write_grad(layer.weight)
+        self._last = coeffs
+        return coeffs
+
+    def end_window(self) -> None:
+        """Probe bookkeeping after the optimizer step: yields/basis, scheduler statistics, new probes."""
+        coeffs = getattr(self, "_last", None)
+        if coeffs is not None:
+            if hasattr(self.scheduler, "observe"):
+                self.scheduler.observe(torch.stack([c.abs().mean() for c in coeffs]))
+            for d, c in zip(self.dictionaries, coeffs):
+                if d.regime == "semi_persistent":
+                    d.update_stats(c)
+                elif d.regime == "learned_subspace":
+                    d.update_basis(c)
+        self._last = None
+        for d in self.dictionaries:
+            d.refresh()
+
+    # --- checkpoint -------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        return {"dictionaries": [d.state_dict() for d in self.dictionaries],
+                "traces": [t.state_dict() for t in self.traces], "scheduler": self.scheduler.state_dict()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for d, s in zip(self.dictionaries, state["dictionaries"]):
+            d.load_state_dict(s)
+        for t, s in zip(self.traces, state["traces"]):
+            t.load_state_dict(s)
+        self.scheduler.load_state_dict(state["scheduler"])
+        self._last = None
+
+
+def rule_from_config(cfg: dict, net: RateNetwork, **override) -> ProbeRule:
+    """A ProbeRule from a validated config's [rule] table (``override`` replaces keys)."""
+    r = {**cfg["rule"], **override}
+    keys = ("branches", "num_probes", "rank", "scale", "scheduler", "null_fraction", "history", "decay", "kernel",
+            "kernel_order", "kernel_delay", "baseline", "antithetic", "regime", "noise_std")
+    return ProbeRule(net, seed=cfg["seed"], **{k: r[k] for k in keys})
+
+
+def window_seed(seed: int, window: int) -> int:
+    """Environment seed shared by all branches of a window, from (run seed, window index)."""
+    g = keyed_generator(seed, window, 0xE57)
+    return int(torch.randint(0, 2**31 - 1, (1,), generator=g))
+
