@@ -24,9 +24,8 @@ from ..errors import ConfigError
 from ..modulators.broadcast import DelayedBroadcast, layer_delays
 from ..network import RateNetwork
 from ..neurons.rate import ACTIVATION_GRADS
-from ..traces import make_trace
+from ..traces import TRACE_KINDS, make_trace
 
-TRACE_KINDS = ("cascade", "exponential", "perfect", "ltp_ltd", "none")
 TRACE_ON = ("presynaptic", "synapse")
 
 
@@ -69,7 +68,8 @@ class CETDelayed:
                                           normalize=normalize, **kw, **dt))
         # diagnostic: a perfect delay line of presynaptic activity gives the true delayed gradient
         self.diagnostics = diagnostics
-        self._true_x = [make_trace("perfect", tuple(tr_shape), delay=d, **dt) for tr_shape, d in zip(self._shapes, self.delays)] if diagnostics else None
+        self._true_x = ([make_trace("perfect", shape, delay=d, **dt) for shape, d in zip(self._shapes, self.delays)]
+                        if diagnostics else None)
         self.last_alignment: dict[str, float] = {}
 
     def step(self, x: Tensor, y: Tensor) -> dict:
