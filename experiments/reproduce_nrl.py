@@ -64,11 +64,11 @@ def report(out: Path, path: Path, tasks: list[str], rules: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    lines = ["| task | episodes/seed | " + " | ".join(r.upper() for r in rules) + " | NRL / BP |",
-             "|---|---|" + "---|" * len(rules) + "---|"]
+    lines = ["| task | " + " | ".join(f"{r.upper()} (episodes/seed)" for r in rules) + " | NRL vs BP |",
+             "|---|" + "---|" * len(rules) + "---|"]
     fig, axes = plt.subplots(1, len(tasks), figsize=(4.2 * len(tasks), 3.4), squeeze=False)
     for ax, task in zip(axes[0], tasks):
-        cells, means, n_ep = [], {}, ""
+        cells, means = [], {}
         for rule in rules:
             d = out / f"{rule}_{task}"
             if not (d / "summary.json").exists():
@@ -76,8 +76,7 @@ def report(out: Path, path: Path, tasks: list[str], rules: list[str]) -> None:
                 continue
             s = json.loads((d / "summary.json").read_text())
             means[rule] = s["mean"]
-            n_ep = str(s["episodes"])
-            cells.append(f"{s['mean']:.1f} ± {s['std']:.1f}")
+            cells.append(f"{s['mean']:.1f} ± {s['std']:.1f} ({s['episodes']})")
             m = read_metrics(d / "metrics.csv")
             seeds, ret = np.asarray(m["seed"]), np.asarray(m["return"])
             curves = [rolling_mean(ret[seeds == k], 50) for k in sorted(set(seeds))]
@@ -86,8 +85,10 @@ def report(out: Path, path: Path, tasks: list[str], rules: list[str]) -> None:
             sd = np.std([c[:n] for c in curves], 0)
             ax.plot(mu, label=rule.upper())
             ax.fill_between(np.arange(n), mu - sd, mu + sd, alpha=0.2)
-        ratio = f"{means['nrl'] / means['bp']:.2f}" if "nrl" in means and "bp" in means and means["bp"] else "—"
-        lines.append(f"| {TASKS[task]} | {n_ep} | " + " | ".join(cells) + f" | {ratio} |")
+        # signed relative difference (NRL − BP)/|BP|: meaningful for negative returns too (Acrobot)
+        ratio = (f"{100 * (means['nrl'] - means['bp']) / abs(means['bp']):+.0f} %"
+                 if "nrl" in means and "bp" in means and means["bp"] else "—")
+        lines.append(f"| {TASKS[task]} | " + " | ".join(cells) + f" | {ratio} |")
         ax.set_title(TASKS[task])
         ax.set_xlabel("episode")
         ax.set_ylabel("return (rolling mean of 50, ± sd over 5 seeds)")

@@ -37,6 +37,7 @@ def test_config_defaults_and_example_file():
         (32, 8, 1, "random", "null", "none")
     assert r["antithetic"] is True and r["regime"] == "pure" and r["noise_std"] == 0.0
     cfg = load_config(CARTPOLE)
+    assert cfg["modulator"]["scale"] == "std"
     assert cfg["rule"]["name"] == "probe" and cfg["seeds"] == 1 and cfg["model"]["sizes"] == [4, 64, 2]
 
 

@@ -9,7 +9,7 @@ trajectories. A branch whose episode has ended idles (masked) until every branch
 
 The branch outcome is its episode return (the sum of the rewards received; ``task.reward`` does not
 change it, and delayed rewards still pending at the end arrive on the last step). After the window
-the rule writes ``.grad`` (:meth:`~neuroprobe.rules.probe.ProbeRule.update`), SGD steps, and the
+the rule writes ``.grad`` (advantages optionally divided by their std, ``[modulator] scale = "std"``) (:meth:`~neuroprobe.rules.probe.ProbeRule.update`), SGD steps, and the
 probes are renewed.
 
 Metrics: one row per window, ``episode,seed,return,length``, where return/length are those of the

@@ -9,7 +9,8 @@ product x Wᵀ is computed once and each branch adds its low-rank correction (σ
 
 After the window, with outcomes R_b (the branches' returns):
 
-    adv_b   = R_b − baseline                      (branch_advantage: null branches, or the batch mean)
+    adv_b   = R_b − baseline                      (branch_advantage: null branches, or the batch mean;
+                                                   optionally divided by its std over the branches)
     μ[b, m] = adv_b · 1[A[b, m] ≠ 0]              (route)
     e_m[k]  = (1/B) Σ_b μ[b, m] [A[b, m] = k]     (module_coefficients)
     Δθ_m    = (1/σ²) Σ_j w_j Σ_k e_{m,t−j}[k] ΔW_{m,t−j,k}   (DirectionalTrace, w_j = λ^j or a cascade kernel)
@@ -40,6 +41,7 @@ from ..probes import (DirectionalTrace, ProbeDictionary, branch_advantage, keyed
 __all__ = ["ProbeRule", "probed_sweep", "inverse_cdf_actions"]
 
 _SALT_SCHEDULER = 0x5C4ED
+ADVANTAGE_SCALES = ("none", "std", "abs_reward")
 
 
 def probed_sweep(net: RateNetwork, x: Tensor, assignment: Tensor, probes: list[ProbeDictionary],
@@ -102,6 +104,9 @@ class ProbeRule:
         baseline: "null" | "mean" (:func:`~neuroprobe.probes.branch_advantage`).
         antithetic, regime: of the dictionaries.
         noise_std: node noise shared by all branches (module docstring), 0 = off.
+        advantage_scale: ``[modulator] scale`` of the config: "none" (raw return differences),
+            "std" (advantages divided by their std over the window's branches: fitness shaping,
+            so the step size does not grow with the return), "abs_reward" (divided by |baseline|).
         seed: keys the probes and the scheduler's generator.
 
     Per window: ``A = rule.assignment()``; run the branches with :meth:`policy`;
@@ -113,14 +118,18 @@ class ProbeRule:
     def __init__(self, net: RateNetwork, branches: int = 32, num_probes: int = 8, rank: int = 1, scale: float = 0.05,
                  scheduler: str = "random", null_fraction: float = 0.125, history: int = 1, decay: float = 1.0,
                  kernel: str = "none", kernel_order: int = 6, kernel_delay: float = 2.0, baseline: str = "null",
-                 antithetic: bool = True, regime: str = "pure", noise_std: float = 0.0, seed: int = 0):
+                 antithetic: bool = True, regime: str = "pure", noise_std: float = 0.0, seed: int = 0,
+                 advantage_scale: str = "none"):
         if net.n_models is not None:
             raise ConfigError("rule 'probe' runs one model: build the network with n_models=None")
         if baseline == "null" and null_fraction <= 0:
             raise ConfigError("rule.baseline = 'null' needs rule.null_fraction > 0 (all-null branches)")
         if noise_std < 0:
             raise ConfigError(f"rule.noise_std = {noise_std!r}: must be >= 0")
+        if advantage_scale not in ADVANTAGE_SCALES:
+            raise ConfigError(f"modulator.scale = {advantage_scale!r}: allowed {list(ADVANTAGE_SCALES)}")
         self.net, self.branches, self.baseline, self.noise_std = net, branches, baseline, float(noise_std)
+        self.advantage_scale = advantage_scale
         self.scale = float(scale)
         w = net.layers[0].weight
         self.dictionaries = [
@@ -160,6 +169,10 @@ class ProbeRule:
         if not torch.isfinite(out).all():
             raise NonFiniteError("branch outcomes became NaN/Inf")
         adv = branch_advantage(out, assignment, baseline=self.baseline)
+        if self.advantage_scale == "std":  # fitness shaping: scale-free in the return's units
+            adv = adv / adv.std().clamp_min(1e-8) if adv.numel() > 1 else adv
+        elif self.advantage_scale == "abs_reward":
+            adv = adv / (out - adv).abs().mean().clamp_min(1.0)  # out − adv is the baseline
         mu = route(adv, assignment)
         coeffs = module_coefficients(mu, None, assignment, self.num_probes)
         for layer, d, trace, c in zip(self.net.layers, self.dictionaries, self.traces, coeffs):
@@ -202,7 +215,8 @@ def rule_from_config(cfg: dict, net: RateNetwork, **override) -> ProbeRule:
     r = {**cfg["rule"], **override}
     keys = ("branches", "num_probes", "rank", "scale", "scheduler", "null_fraction", "history", "decay", "kernel",
             "kernel_order", "kernel_delay", "baseline", "antithetic", "regime", "noise_std")
-    return ProbeRule(net, seed=cfg["seed"], **{k: r[k] for k in keys})
+    scale = override.get("advantage_scale", cfg.get("modulator", {}).get("scale", "none"))
+    return ProbeRule(net, seed=cfg["seed"], advantage_scale=scale, **{k: r[k] for k in keys})
 
 
 def window_seed(seed: int, window: int) -> int:
