@@ -4,7 +4,7 @@ On fixed inputs (states visited by the clean policy of the freshly initialised n
 update is averaged over N noise samples and compared, per layer, by cosine similarity with the
 exact autograd gradient of the same objective:
 
-* NRL, weight perturbation, BP: fixed actions a_t (sampled once from the clean policy) and fixed
+* NRL, weight perturbation, forward gradient, BP: fixed actions a_t (sampled once from the clean policy) and fixed
   advantages A_t ~ N(0, 1) (an RPE-weighted episode); objective J = Σ_t A_t log π(a_t | s_t); the
   rule's update is Σ_t A_t · (its eligibility increment at step t).
 * probe: same objective, fixed actions and advantages as NRL; each branch is scored by the exact
@@ -22,6 +22,7 @@ from torch import Tensor
 
 from .network import RateNetwork
 from .rules.estimators import log_prob_of, node_perturbation_increment, sample_actions
+from .rules.forward_gradient import fg_step
 from .rules.nrl import nrl_step
 from .rules.weight_perturbation import wp_step
 
@@ -106,6 +107,9 @@ def alignment(net: RateNetwork, rule: str, states: Tensor, samples: int, noise_s
             elif rule == "wp":
                 _, incs = wp_step(net, states, noise_std, k, generator, actions=actions)
                 weight = adv
+            elif rule == "fg":  # k random tangents per state, one batched jvp
+                _, incs = fg_step(net, states, k, generator, actions=actions)
+                weight = adv
             elif rule == "rmhl":
                 x = states.unsqueeze(-2).expand(T, k, states.shape[-1])
                 noise = net.sample_noise((T, k), noise_std, generator)
@@ -116,7 +120,7 @@ def alignment(net: RateNetwork, rule: str, states: Tensor, samples: int, noise_s
                 incs = _interleave(net, dw, db)
                 weight = torch.ones(T)
             else:
-                raise ValueError(f"alignment: unknown rule {rule!r}; allowed: nrl, wp, rmhl, bp")
+                raise ValueError(f"alignment: unknown rule {rule!r}; allowed: nrl, wp, fg, rmhl, bp")
             for e, inc in zip(est, incs):
                 e.add_((weight.reshape((T,) + (1,) * (inc.dim() - 1)) * inc).sum(0) * (k / samples))
             done += k

@@ -176,7 +176,7 @@ def test_determinism_and_resume(tmp_path, extra):
     ma = (a / "metrics.csv").read_text()
     assert ma == (b / "metrics.csv").read_text()
     lines = ma.splitlines()
-    assert lines[0] == "episode,seed,return,length" and len(lines) == 7
+    assert lines[0] == "episode,seed,return,length,forward_passes" and len(lines) == 7
     assert [ln.split(",")[1] for ln in lines[1:]] == ["4"] * 6
     # 3 windows, then resume to 6: byte-identical
     c = run_experiment(cfg_path, out=tmp_path / "c", figures=False, overrides=["task.episodes=3"])

@@ -5,7 +5,7 @@ import torch
 
 from ..modulators.rpe import RewardPredictionError
 from ..network import NetworkSpec, RateNetwork
-from ..rules import CETDelayed, NRL, RMHL, Reinforce, WeightPerturbation
+from ..rules import CETDelayed, ForwardGradient, NRL, RMHL, Reinforce, WeightPerturbation
 from ..rules.base import RewardModulatedRule
 
 
@@ -24,6 +24,8 @@ def build_rl_rule(cfg: dict, net: RateNetwork, generator: torch.Generator) -> Re
         return RMHL(net, noise_std=r["noise_std"], rpe=rpe, generator=generator)
     if name == "wp":
         return WeightPerturbation(net, noise_std=r["noise_std"], passes=r["passes"], rpe=rpe, generator=generator)
+    if name == "fg":
+        return ForwardGradient(net, passes=r["passes"], rpe=rpe, generator=generator)
     return Reinforce(net, rpe=rpe, generator=generator)
 
 

@@ -49,7 +49,7 @@ def _choice(*opts):
 
 
 NUM = (int, float)
-RL_TASKS = ("CartPole-v1", "Acrobot-v1", "Reaching1D-v0")
+RL_TASKS = ("CartPole-v1", "Acrobot-v1", "Reaching1D-v0", "CueDelay-v0")
 SUPERVISED_TASKS = ("digits",)
 
 TOP = {
@@ -70,7 +70,8 @@ TASK = {
     "episodes": Field(int, 100, _pos, ">= 1"),
     "reward": Field(str, "episode_end", *_choice("episode_end", "every_step")),
     "reward_delay": Field(int, 0, _nonneg, ">= 0 steps (rewards delivered this many steps late; "
-                          "what is pending at episode end arrives on the last step)"),
+                          "what is pending at episode end arrives on the last step; for CueDelay-v0 it "
+                          "sets the task's own delay after the decisive action, 0 = its default of 10)"),
     # supervised
     "steps": Field(int, 2000, _pos, ">= 1"),
     "batch": Field(int, 32, _pos, ">= 1"),
@@ -100,6 +101,8 @@ RULES = {
     "rmhl": {**_COMMON_RULE, "noise_std": Field(NUM, 1e-1, _pos, "> 0")},
     "wp": {**_COMMON_RULE, "noise_std": Field(NUM, 1e-3, _pos, "> 0"), "passes": Field(int, 1, _pos, ">= 1")},
     "bp": {**_COMMON_RULE},
+    # forward gradient (neuroprobe.rules.forward_gradient): K random tangents per step, jvp of log π
+    "fg": {**_COMMON_RULE, "passes": Field(int, 1, _pos, ">= 1 (K random tangent directions per step)")},
     "cet": {**_COMMON_RULE, "optimizer": Field(str, "sgd", *_choice("sgd", "adam")), "delay": Field(int, 0, _nonneg, ">= 0 steps"),
             "delay_mode": Field(str, "constant", *_choice("constant", "retrograde")),
             "trace": Field(str, "cascade", *_choice("cascade", "exponential", "perfect", "ltp_ltd", "none")),
@@ -126,7 +129,7 @@ RULES = {
               "regime": Field(str, "pure", *_choice("pure", "semi_persistent", "learned_subspace")),
               "noise_std": Field(NUM, 0.0, _nonneg, ">= 0 (node noise shared by all branches; 0 = off)")},
 }
-RL_RULES = ("nrl", "rmhl", "wp", "bp", "probe")
+RL_RULES = ("nrl", "rmhl", "wp", "bp", "fg", "probe")
 SUPERVISED_RULES = ("cet",)
 
 

@@ -12,9 +12,11 @@ change it, and delayed rewards still pending at the end arrive on the last step)
 the rule writes ``.grad`` (advantages optionally divided by their std, ``[modulator] scale = "std"``) (:meth:`~neuroprobe.rules.probe.ProbeRule.update`), SGD steps, and the
 probes are renewed.
 
-Metrics: one row per window, ``episode,seed,return,length``, where return/length are those of the
-unperturbed policy, i.e. of the all-null branches (they are identical); without null branches
-(``null_fraction = 0``) the mean return of all branches and their rounded mean length.
+Metrics: one row per window, ``episode,seed,return,length,forward_passes``, where return/length are
+those of the unperturbed policy, i.e. of the all-null branches (they are identical); without null
+branches (``null_fraction = 0``) the mean return of all branches and their rounded mean length.
+``forward_passes`` is the window's cost in single-sample network forwards: B × the longest
+branch's length (idle branches ride along in the batch), for budget comparisons between rules.
 """
 from __future__ import annotations
 
@@ -29,8 +31,11 @@ from ..network import RateNetwork
 from ..rules.probe import ProbeRule, inverse_cdf_actions, rule_from_config, window_seed
 from ..tasks import make_vector_env
 from .build import build_optimizer, network_spec
-from .rl import COLUMNS, check_finite, stop_message
-from .rundir import RunDir
+from .rl import COLUMNS as RL_COLUMNS
+from .rl import check_finite, stop_message
+
+COLUMNS = RL_COLUMNS + ["forward_passes"]
+from .rundir import RunDir, learner_state, restore_learner
 
 
 def run_window(rule: ProbeRule, envs, assignment: torch.Tensor, env_seed: int, generator: torch.Generator,
@@ -78,10 +83,7 @@ def run_probe_rl(cfg: dict, run: RunDir, resume: bool = False) -> dict:
     window, rows = 0, 0
     ckpt = run.load_checkpoint() if resume else None
     if ckpt is not None:
-        net.load_state_dict(ckpt["net"])
-        opt.load_state_dict(ckpt["opt"])
-        rule.load_state_dict(ckpt["rule"])
-        gen.set_state(ckpt["gen"])
+        restore_learner(ckpt, net, opt, rule, gen)
         envs.envs = pickle.loads(ckpt["envs"])  # every window starts with a seeded reset; kept for wrappers' state
         window, rows = ckpt["window"], ckpt["rows"]
     metrics = run.open_metrics(COLUMNS, keep_rows=rows)
@@ -91,8 +93,7 @@ def run_probe_rl(cfg: dict, run: RunDir, resume: bool = False) -> dict:
                desc=f"PROBE · {cfg['task']['name']} · {B} branches", dynamic_ncols=True)
 
     def checkpoint() -> None:
-        run.save_checkpoint({"net": net.state_dict(), "opt": opt.state_dict(), "rule": rule.state_dict(),
-                             "gen": gen.get_state(), "envs": pickle.dumps(envs.envs), "window": window,
+        run.save_checkpoint({**learner_state(net, opt, rule, gen), "envs": pickle.dumps(envs.envs), "window": window,
                              "rows": metrics.rows})
 
     try:
@@ -107,7 +108,8 @@ def run_probe_rl(cfg: dict, run: RunDir, resume: bool = False) -> dict:
             check_finite(net, f"episode {window}", run)
             rule.end_window()
             r0, l0 = window_row(A, ret, length)
-            metrics.write({"episode": window, "seed": seed, "return": r0, "length": l0})
+            metrics.write({"episode": window, "seed": seed, "return": r0, "length": l0,
+                           "forward_passes": int(B * length.max())})
             recent = (recent + [r0])[-cfg["run"]["rolling"]:]
             window += 1
             bar.update(1)

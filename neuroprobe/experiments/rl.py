@@ -17,7 +17,7 @@ from ..errors import ConfigError, NonFiniteError
 from ..network import RateNetwork
 from ..tasks import make_vector_env
 from .build import build_optimizer, build_rl_rule, network_spec
-from .rundir import RunDir
+from .rundir import RunDir, learner_state, restore_learner
 
 COLUMNS = ["episode", "seed", "return", "length"]
 
@@ -53,10 +53,7 @@ def run_rl(cfg: dict, run: RunDir, resume: bool = False) -> dict:
     rows = 0
     ckpt = run.load_checkpoint() if resume else None
     if ckpt is not None:
-        net.load_state_dict(ckpt["net"])
-        opt.load_state_dict(ckpt["opt"])
-        rule.load_state_dict(ckpt["rule"])
-        gen.set_state(ckpt["gen"])
+        restore_learner(ckpt, net, opt, rule, gen)
         envs.envs = pickle.loads(ckpt["envs"])  # sub-envs carry their state and RNG; autoreset has no pending state in 0.29
         obs, episodes, ret, length, rows = ckpt["obs"], ckpt["episodes"], ckpt["ret"], ckpt["length"], ckpt["rows"]
     metrics = run.open_metrics(COLUMNS, keep_rows=rows)
@@ -68,8 +65,7 @@ def run_rl(cfg: dict, run: RunDir, resume: bool = False) -> dict:
                desc=f"{cfg['rule']['name'].upper()} · {cfg['task']['name']} · {S} seeds", dynamic_ncols=True)
 
     def checkpoint() -> None:
-        run.save_checkpoint({"net": net.state_dict(), "opt": opt.state_dict(), "rule": rule.state_dict(),
-                             "gen": gen.get_state(), "envs": pickle.dumps(envs.envs), "obs": obs, "episodes": episodes,
+        run.save_checkpoint({**learner_state(net, opt, rule, gen), "envs": pickle.dumps(envs.envs), "obs": obs, "episodes": episodes,
                              "ret": ret, "length": length, "rows": metrics.rows})
 
     try:

@@ -63,6 +63,23 @@ class RunDir:
             raise NeuroprobeError(f"checkpoint {str(self.checkpoint_path)!r} cannot be read: {e}") from None
 
 
+def learner_state(net, opt, rule, generator=None) -> dict:
+    """The parts of a checkpoint every loop has: network, optimizer, rule and (optionally) RNG state."""
+    state = {"net": net.state_dict(), "opt": opt.state_dict(), "rule": rule.state_dict()}
+    if generator is not None:
+        state["gen"] = generator.get_state()
+    return state
+
+
+def restore_learner(ckpt: dict, net, opt, rule, generator=None) -> None:
+    """Inverse of :func:`learner_state`."""
+    net.load_state_dict(ckpt["net"])
+    opt.load_state_dict(ckpt["opt"])
+    rule.load_state_dict(ckpt["rule"])
+    if generator is not None:
+        generator.set_state(ckpt["gen"])
+
+
 class MetricsWriter:
     """Append-only CSV with a fixed header; on open, keeps only the first ``keep_rows`` data rows."""
 

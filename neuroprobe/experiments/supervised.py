@@ -17,7 +17,7 @@ from ..network import RateNetwork
 from ..tasks import SupervisedStream
 from .build import build_cet_rule, build_optimizer, network_spec
 from .rl import check_finite
-from .rundir import RunDir
+from .rundir import RunDir, learner_state, restore_learner
 
 
 def columns(net: RateNetwork) -> list[str]:
@@ -39,9 +39,7 @@ def run_supervised(cfg: dict, run: RunDir, resume: bool = False) -> dict:
     step, rows = 0, 0
     ckpt = run.load_checkpoint() if resume else None
     if ckpt is not None:
-        net.load_state_dict(ckpt["net"])
-        opt.load_state_dict(ckpt["opt"])
-        rule.load_state_dict(ckpt["rule"])
+        restore_learner(ckpt, net, opt, rule)
         stream.load_state_dict(ckpt["stream"])
         step, rows = ckpt["step"], ckpt["rows"]
     cols = columns(net)
@@ -77,8 +75,7 @@ def run_supervised(cfg: dict, run: RunDir, resume: bool = False) -> dict:
                 n_seen = 0
                 align = {n: [] for n in net.layer_names}
                 if metrics.rows % k_ckpt == 0 or step == task["steps"]:
-                    run.save_checkpoint({"net": net.state_dict(), "opt": opt.state_dict(), "rule": rule.state_dict(),
-                                         "stream": stream.state_dict(), "step": step, "rows": metrics.rows})
+                    run.save_checkpoint({**learner_state(net, opt, rule), "stream": stream.state_dict(), "step": step, "rows": metrics.rows})
     finally:
         bar.close()
         metrics.close()

@@ -1,5 +1,6 @@
-"""Tasks: Gymnasium/NeuroGym RL environments, delayed-reward wrappers, delayed-label streams."""
+"""Tasks: Gymnasium/NeuroGym RL environments, the cue–delay–action task, delayed-reward wrappers, delayed-label streams."""
 
+from neuroprobe.tasks.cue_delay import CueDelayEnv
 from neuroprobe.tasks.digits import (
     IGNORE_INDEX,
     DelayedLabelBatch,
@@ -22,6 +23,7 @@ from neuroprobe.tasks.wrappers import REWARD_DELAY_MODES, DelayedReward, Episode
 __all__ = [
     "TASKS",
     "TaskSpec",
+    "CueDelayEnv",
     "task_info",
     "make_env",
     "make_vector_env",

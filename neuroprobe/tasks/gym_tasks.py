@@ -1,7 +1,9 @@
 """The reinforcement-learning tasks of the NRL paper, as Gymnasium environments.
 
 Tasks: ``CartPole-v1`` and ``Acrobot-v1`` (Gymnasium, delayed reward in the paper's sense: the
-learner uses the episode return) and ``Reaching1D-v0`` (NeuroGym, immediate reward).
+learner uses the episode return), ``Reaching1D-v0`` (NeuroGym, immediate reward) and
+``CueDelay-v0`` (neuroprobe's own cue–delay–action task with distractors, whose reward arrives
+``reward_delay`` steps after the decisive action; :mod:`neuroprobe.tasks.cue_delay`).
 
 NeuroGym tasks never end by themselves; as in the NRL authors' setup an episode ("trial" in the
 paper) of ``Reaching1D-v0`` is a fixed 300 environment steps at ``dt = 10`` ms (a TimeLimit
@@ -54,7 +56,7 @@ class TaskSpec:
     """
 
     name: str
-    source: str  # "gymnasium" or "neurogym"
+    source: str  # "gymnasium", "neurogym" or "neuroprobe"
     obs_dim: int
     n_actions: int
     max_episode_steps: int
@@ -77,7 +79,18 @@ TASKS: dict[str, TaskSpec] = {
         description="reach a target on a 1D ring (NeuroGym); reward in [-0.1, 1] per step, "
         "0 during fixation; an episode is 300 steps of 10 ms",
     ),
+    # sizes and length at the default kwargs (n_cues=2, cue_steps=2, delay=5, n_distractors=4,
+    # reward_delay=10): obs = 2 cue + 4 distractor + 1 go channels; 2 + 5 + 1 + 10 steps
+    "CueDelay-v0": TaskSpec(
+        "CueDelay-v0", "neuroprobe", obs_dim=7, n_actions=2, max_episode_steps=18,
+        description="cue, delay with distractors, go; +1/-1 for the action at go (= cue index), "
+        "delivered reward_delay steps later, which ends the episode",
+    ),
 }
+
+# neuroprobe's own tasks, made through gymnasium.make like the others
+if "CueDelay-v0" not in gym.registry:
+    gym.register(id="CueDelay-v0", entry_point="neuroprobe.tasks.cue_delay:CueDelayEnv")
 
 
 def _spec(name: str) -> TaskSpec:
@@ -177,10 +190,24 @@ def make_env(
 
     Wrapper order (inner to outer): task, TimeLimit, DelayedReward, EpisodeStatistics
     (``info["episode"] = {"r", "l"}`` on the last step), seeding. Observations are raw.
+
+    ``CueDelay-v0`` (source "neuroprobe"): its kwargs (``n_cues``, ``cue_steps``, ``delay``,
+    ``n_distractors``, ``correct_reward``, ``wrong_reward``, ``cue_visible``, ``distractor_prob``)
+    go to :class:`~neuroprobe.tasks.cue_delay.CueDelayEnv`; an int ``reward_delay`` is the task's own
+    delay D between the decisive action and the reward (no wrapper: the episode ends when the
+    reward arrives, so a wrapper would deliver it on the same step anyway), ``None`` keeps the
+    task default (10). No TimeLimit unless ``max_episode_steps`` is given (every episode ends by
+    itself after cue_steps + delay + 1 + reward_delay steps).
     """
     spec = _spec(name)
     delay_kwargs = _reward_delay_kwargs(reward_delay)
-    make_kwargs = {**spec.make_kwargs, "max_episode_steps": spec.max_episode_steps, **kwargs}
+    if spec.source == "neuroprobe":
+        if delay_kwargs is not None and delay_kwargs["mode"] == "steps":
+            kwargs = {**kwargs, "reward_delay": delay_kwargs["delay"]}
+            delay_kwargs = None
+        make_kwargs = {**spec.make_kwargs, **kwargs}
+    else:
+        make_kwargs = {**spec.make_kwargs, "max_episode_steps": spec.max_episode_steps, **kwargs}
     if spec.source == "neurogym":
         import neurogym  # noqa: F401  (registers the NeuroGym ids with Gymnasium; slow import)
 
