@@ -44,13 +44,13 @@ from torch import Tensor, nn
 from neuroprobe.errors import ConfigError, ShapeError
 from neuroprobe.probes.dictionary import ProbeDictionary, lowrank_sum
 
-__all__ = ["ProbedLinear", "MODES", "check_assignment"]
+__all__ = ["ProbedLinear", "MODES", "check_branch_labels"]
 
 MODES = ("auto", "mask", "gather")
 _MASK_MAX_KR = 64  # "auto" uses the one-hot mask up to this many correction columns K·r
 
 
-def check_assignment(assignment: Tensor, batch: int, num_probes: int, name: str = "assignment") -> Tensor:
+def check_branch_labels(assignment: Tensor, batch: int, num_probes: int, name: str = "assignment") -> Tensor:
     """Validate a per-branch probe label vector: (batch,) integer tensor with values in 0..num_probes.
 
     Returns it as ``torch.long``.  Raises ShapeError / ConfigError naming ``name``.
@@ -161,7 +161,7 @@ class ProbedLinear(nn.Linear):
         if x.dim() < 2:
             raise ShapeError(f"x must be (B, ..., in_features={self.in_features}) when an assignment is given, got {tuple(x.shape)}")
         d = self.dictionary
-        a = check_assignment(assignment, x.shape[0], d.num_probes)
+        a = check_branch_labels(assignment, x.shape[0], d.num_probes)
         K, r = d.num_probes, d.rank
         mode = self.mode
         if mode == "auto":
