@@ -36,7 +36,10 @@ def plot_run(run_dir: str | Path, formats: tuple[str, ...] = ("png",)) -> list[P
     if not m or not next(iter(m.values())):
         raise NeuroprobeError(f"{str(run_dir / 'metrics.csv')!r} has no rows yet")
     window = cfg.get("run", {}).get("rolling", 50)
-    title = f"{cfg.get('name', run_dir.name)} · {cfg.get('rule', {}).get('name', '?').upper()} · {cfg.get('task', {}).get('name', '?')}"
+    rule = cfg.get("rule", {})
+    title = f"{cfg.get('name', run_dir.name)} · {rule.get('name', '?').upper()} · {cfg.get('task', {}).get('name', '?')}"
+    if rule.get("name") == "cet":  # the setting is what distinguishes CET runs
+        title += f" · {rule.get('trace')} n={rule.get('order')} D={rule.get('delay')} lr={rule.get('lr')}"
     fig, ax = plt.subplots(figsize=(7, 4))
     if "return" in m:
         seeds, ret, ep = np.asarray(m["seed"]), np.asarray(m["return"]), np.asarray(m["episode"])
