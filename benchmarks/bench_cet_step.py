@@ -18,29 +18,14 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from typing import Callable
 
 import torch
 
+from timing import emit, measure  # benchmarks/timing.py (this script's folder is on sys.path)
+
 from neuroprobe.network import build_network
 from neuroprobe.traces import CascadeTrace
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _time_block(fn: Callable[[], object], inner: int, device: torch.device) -> float:
-    """Seconds per call of ``fn``, averaged over ``inner`` back-to-back calls."""
-    _sync(device)
-    start = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    _sync(device)
-    return (time.perf_counter() - start) / inner
 
 
 def run(args: argparse.Namespace) -> str:
@@ -61,13 +46,7 @@ def run(args: argparse.Namespace) -> str:
     for order, trs in net_traces.items():
         candidates[f"cet{order}"] = lambda trs=trs: [t.step(u) for t, u in zip(trs, inputs)]
 
-    for fn in candidates.values():  # warm-up
-        _time_block(fn, max(args.inner // 4, 1), device)
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(args.repeats):  # interleaved rounds: every candidate sees the same conditions
-        for name, fn in candidates.items():
-            samples[name].append(_time_block(fn, args.inner, device))
-    med = {name: statistics.median(s) for name, s in samples.items()}
+    med = measure(candidates, args.repeats, args.inner, device)
 
     mib = 2.0**20
     lines = [
@@ -110,10 +89,7 @@ def main(argv: list[str] | None = None) -> None:
     if args.threads:
         torch.set_num_threads(args.threads)
     table = run(args)
-    print(table, end="")
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(table)
+    emit(table, args.out)
 
 
 if __name__ == "__main__":

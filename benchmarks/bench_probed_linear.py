@@ -23,34 +23,16 @@ from __future__ import annotations
 
 import argparse
 import platform
-import statistics
-import time
 from typing import Callable
 
 import torch
 from torch import nn
 
+from timing import emit, measure  # benchmarks/timing.py (this script's folder is on sys.path)
+
 from neuroprobe.probes.dictionary import ProbeDictionary
 from neuroprobe.probes.directional import DirectionalTrace, module_coefficients
 from neuroprobe.probes.probed_linear import ProbedLinear
-
-
-def _time_block(fn: Callable[[], object], inner: int) -> float:
-    """Seconds per call of ``fn``, averaged over ``inner`` back-to-back calls."""
-    start = time.perf_counter()
-    for _ in range(inner):
-        fn()
-    return (time.perf_counter() - start) / inner
-
-
-def _measure(candidates: dict[str, Callable[[], object]], repeats: int, inner: int) -> dict[str, float]:
-    for fn in candidates.values():  # warm-up
-        _time_block(fn, max(inner // 2, 1))
-    samples: dict[str, list[float]] = {name: [] for name in candidates}
-    for _ in range(repeats):  # interleaved rounds: every candidate sees the same machine load
-        for name, fn in candidates.items():
-            samples[name].append(_time_block(fn, inner))
-    return {name: statistics.median(s) for name, s in samples.items()}
 
 
 def run(args: argparse.Namespace) -> str:
@@ -82,7 +64,7 @@ def run(args: argparse.Namespace) -> str:
     with torch.no_grad():
         err = (pl_mask(x, a) - materialised()).abs().max().item()
         err_g = (pl_gather(x, a) - materialised()).abs().max().item()
-        layer = _measure(
+        layer = measure(
             {
                 "nn.Linear": lambda: lin(x),
                 "ProbedLinear mask": lambda: pl_mask(x, a),
@@ -129,7 +111,7 @@ def run(args: argparse.Namespace) -> str:
     cands: dict[str, Callable[[], object]] = {"forward": forward_only, "BP fwd+bwd": bp_step}
     for P in args.histories:
         cands[f"window P={P}"] = lambda P=P: window(P)
-    win = _measure(cands, args.repeats, max(args.inner // 4, 1))
+    win = measure(cands, args.repeats, max(args.inner // 4, 1))
 
     # ---------------------------------------------------------------- memory
     mib = 2.0**20
@@ -187,10 +169,7 @@ def main(argv: list[str] | None = None) -> None:
     args.inner = args.inner or (4 if args.quick else 20)
     torch.set_num_threads(args.threads)
     table = run(args)
-    print(table, end="")
-    if args.out:
-        with open(args.out, "w", encoding="utf-8") as fh:
-            fh.write(table)
+    emit(table, args.out)
 
 
 if __name__ == "__main__":

@@ -12,7 +12,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-import torch
 
 from neuroprobe.cli import main
 from neuroprobe.errors import ConfigError

@@ -7,7 +7,6 @@ one hop per layer). Implemented as one ring buffer per layer, O(D_l × signal si
 """
 from __future__ import annotations
 
-import torch
 from torch import Tensor
 
 from ..errors import ConfigError

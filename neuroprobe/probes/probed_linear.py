@@ -166,7 +166,7 @@ class ProbedLinear(nn.Linear):
         mode = self.mode
         if mode == "auto":
             mode = "mask" if K * r <= _MASK_MAX_KR else "gather"
-        B, mid = x.shape[0], x.shape[1:-1]
+        B = x.shape[0]
         if mode == "mask":
             Us, Vs = d.stacked()  # (out, K r), (in, K r): views of the stored factors
             Us, Vs = Us.to(x.dtype), Vs.to(x.dtype)
