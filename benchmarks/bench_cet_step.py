@@ -22,7 +22,7 @@ from typing import Callable
 
 import torch
 
-from timing import emit, measure  # benchmarks/timing.py (this script's folder is on sys.path)
+from timing import add_timing_args, apply_timing_args, emit, measure  # benchmarks/timing.py (this script's folder is on sys.path)
 
 from neuroprobe.network import build_network
 from neuroprobe.traces import CascadeTrace
@@ -72,22 +72,15 @@ def run(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few repeats (smoke run, noisier numbers)")
     parser.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
     parser.add_argument("--orders", type=int, nargs="+", default=[1, 2, 6, 10])
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--n-in", type=int, default=512)
     parser.add_argument("--n-out", type=int, default=512)
     parser.add_argument("--delay", type=float, default=5.0, help="trace delay in steps")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's)")
-    parser.add_argument("--repeats", type=int, default=None, help="timing rounds (default 21, quick 5)")
-    parser.add_argument("--inner", type=int, default=None, help="calls per timing block (default 200, quick 50)")
-    parser.add_argument("--out", default=None, help="also write the markdown table to this path")
+    add_timing_args(parser, repeats=(21, 5), inner=(200, 50), threads=None)
     args = parser.parse_args(argv)
-    args.repeats = args.repeats or (5 if args.quick else 21)
-    args.inner = args.inner or (50 if args.quick else 200)
-    if args.threads:
-        torch.set_num_threads(args.threads)
+    apply_timing_args(args)
     table = run(args)
     emit(table, args.out)
 

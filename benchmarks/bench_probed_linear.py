@@ -28,7 +28,7 @@ from typing import Callable
 import torch
 from torch import nn
 
-from timing import emit, measure  # benchmarks/timing.py (this script's folder is on sys.path)
+from timing import add_timing_args, apply_timing_args, emit, measure  # benchmarks/timing.py (this script's folder is on sys.path)
 
 from neuroprobe.probes.dictionary import ProbeDictionary
 from neuroprobe.probes.directional import DirectionalTrace, module_coefficients
@@ -153,21 +153,15 @@ def run(args: argparse.Namespace) -> str:
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="few repeats (smoke run, noisier numbers)")
     parser.add_argument("--batch", type=int, default=256, help="branches B")
     parser.add_argument("--width", type=int, default=1024, help="layer width n (weights n x n)")
     parser.add_argument("--num-probes", type=int, default=16, help="K")
     parser.add_argument("--rank", type=int, default=2, help="r")
     parser.add_argument("--histories", type=int, nargs="+", default=[1, 4], help="trace history P of the window rows")
     parser.add_argument("--chunk", type=int, default=32, help="branches materialised at once in the bmm baseline")
-    parser.add_argument("--threads", type=int, default=1, help="torch.set_num_threads")
-    parser.add_argument("--repeats", type=int, default=None, help="timing rounds (default 15, quick 5)")
-    parser.add_argument("--inner", type=int, default=None, help="calls per timing block (default 20, quick 4)")
-    parser.add_argument("--out", default=None, help="also write the markdown table to this path")
+    add_timing_args(parser, repeats=(15, 5), inner=(20, 4), threads=1)
     args = parser.parse_args(argv)
-    args.repeats = args.repeats or (5 if args.quick else 15)
-    args.inner = args.inner or (4 if args.quick else 20)
-    torch.set_num_threads(args.threads)
+    apply_timing_args(args)
     table = run(args)
     emit(table, args.out)
 

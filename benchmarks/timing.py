@@ -45,3 +45,28 @@ def emit(table: str, out: str | None) -> None:
     if out:
         with open(out, "w", encoding="utf-8") as fh:
             fh.write(table)
+
+
+def add_timing_args(parser, repeats: tuple[int, int], inner: tuple[int, int], threads: int | None) -> None:
+    """The options every benchmark shares: --quick, --threads, --repeats, --inner, --out.
+
+    ``repeats``/``inner``: (default, quick default); ``threads``: default (None = torch's own).
+    """
+    parser.add_argument("--quick", action="store_true", help="few repeats (smoke run, noisier numbers)")
+    parser.add_argument("--threads", type=int, default=threads,
+                        help=f"torch.set_num_threads (default: {threads if threads else 'torch' + chr(39) + 's'})")
+    parser.add_argument("--repeats", type=int, default=None,
+                        help=f"timing rounds (default {repeats[0]}, quick {repeats[1]})")
+    parser.add_argument("--inner", type=int, default=None,
+                        help=f"calls per timing block (default {inner[0]}, quick {inner[1]})")
+    parser.add_argument("--out", default=None, help="also write the markdown table to this path")
+    parser.set_defaults(_timing_defaults=(repeats, inner))
+
+
+def apply_timing_args(args) -> None:
+    """Fill --repeats/--inner from the quick or full defaults and set the thread count."""
+    repeats, inner = args._timing_defaults
+    args.repeats = args.repeats or (repeats[1] if args.quick else repeats[0])
+    args.inner = args.inner or (inner[1] if args.quick else inner[0])
+    if args.threads:
+        torch.set_num_threads(args.threads)
