@@ -1,11 +1,18 @@
-"""Cue–delay–action with distractors: reward arrives D steps after the decisive action.
+"""Cue–delay–action with distractors at an equal budget of forward passes.
 
-Each rule's CartPole config (same hyper-parameters) is run on ``CueDelay-v0`` with the 7-64-2
-network for D in ``--delays``; the learner only sees the episode's return (the delayed reward).
+Reward arrives D steps after the decisive action. Each rule's CartPole config (same
+hyper-parameters) runs on ``CueDelay-v0`` with the 7-64-2 network for D in ``--delays``; the learner
+only sees the episode's return (the delayed reward). The probe rule runs ``--windows`` windows of B
+branches (one seed per process, ``--probe-seeds``); every other rule gets the same number of
+single-sample forward passes: ``windows × B / c`` episodes, c = forwards per environment step
+(NRL, weight perturbation, forward gradient 2; RMHL, BP 1 — BP's backward pass is not counted).
+CueDelay episodes have a fixed length, so equal episodes × c means equal passes.
+
 Metric: mean return of each seed's last 50 episodes (+1 correct, −1 wrong; chance 0), mean ± sd
-over seeds. The probe rule runs one seed per process (``--probe-seeds``).
+over seeds, plus the learning curves against forward passes.
 
-    python experiments/cue_delay_sweep.py --delays 5 20 100 --episodes 300
+    python experiments/cue_delay_sweep.py                      # ~45-60 min on one core
+    python experiments/cue_delay_sweep.py --report-only        # table + figure from finished runs
 """
 from __future__ import annotations
 
@@ -19,47 +26,108 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from neuroprobe.experiments.config import load_config  # noqa: E402
+from neuroprobe.experiments.rundir import read_metrics  # noqa: E402
 from neuroprobe.experiments.runner import run_experiment  # noqa: E402
+from neuroprobe.plotting import rolling_mean  # noqa: E402
 
-RULES = {"NRL": "nrl_cartpole.toml", "RMHL": "rmhl_cartpole.toml", "weight perturbation": "wp_cartpole.toml",
-         "forward gradient": "fg_cartpole.toml", "BP": "bp_cartpole.toml", "probe": "probe_cartpole.toml"}
+# label: (config, single-sample forwards per environment step; None = the run's forward_passes column)
+RULES = {"NRL": ("nrl_cartpole.toml", 2), "RMHL": ("rmhl_cartpole.toml", 1),
+         "weight perturbation": ("wp_cartpole.toml", 2), "forward gradient": ("fg_cartpole.toml", 2),
+         "BP": ("bp_cartpole.toml", 1), "probe": ("probe_cartpole.toml", None)}
+
+
+def run_dir(out: Path, cfg: str, d: int, seed: int) -> Path:
+    return out / f"{cfg.split('_')[0]}_D{d}_s{seed}"
+
+
+def run_all(args, out: Path, branches: int) -> None:
+    for d in args.delays:
+        for label, (cfg, cost) in RULES.items():
+            episodes = args.windows if cost is None else args.windows * branches // cost
+            for seed in (args.probe_seeds if cost is None else [0]):  # baselines: 5 seeds batched in one run
+                rd = run_dir(out, cfg, d, seed)
+                if (rd / "summary.json").exists():
+                    continue
+                sets = ["task.name=CueDelay-v0", f"task.reward_delay={d}", f"task.episodes={episodes}",
+                        f'model.file="{ROOT / "models" / "mlp_7_64_2.toml"}"', "run.progress=false"]
+                print(f"{label} D={d} seed {seed}: {episodes} episodes", flush=True)
+                run_experiment(ROOT / "experiments" / cfg, overrides=sets, seed=seed, out=rd, figures=False,
+                               resume_if_exists=True)
+
+
+def curves(rd: Path, cost: int | None) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Per seed: (cumulative forward passes at each episode end, returns)."""
+    m = read_metrics(rd / "metrics.csv")
+    seeds, ret = np.asarray(m["seed"]), np.asarray(m["return"])
+    c = np.asarray(m["forward_passes"]) if cost is None else np.asarray(m["length"]) * cost
+    return [(np.cumsum(c[seeds == s]), ret[seeds == s]) for s in sorted(set(seeds))]
+
+
+def report(args, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    lines = [f"CueDelay-v0 (2 cues, cue 2 steps, delay 5 steps with 4 distractor channels, reward D steps after the "
+             f"decisive action). Equal budget: the probe rule's {args.windows} windows of B branches; every other "
+             "rule the same single-sample forward passes. Mean return of each seed's last 50 episodes (+1 correct, "
+             "−1 wrong, chance 0), mean ± sd over seeds (n); budget in forward passes per seed.", "",
+             "| rule | " + " | ".join(f"D = {d}" for d in args.delays) + " |", "|---|" + "---|" * len(args.delays)]
+    fig, axes = plt.subplots(1, len(args.delays), figsize=(4.2 * len(args.delays), 3.6), sharey=True, squeeze=False)
+    table: dict[str, list[str]] = {}
+    budgets = []
+    for j, d in enumerate(args.delays):
+        ax = axes[0, j]
+        for i, (label, (cfg, cost)) in enumerate(RULES.items()):
+            per_seed = []
+            for seed in (args.probe_seeds if cost is None else [0]):
+                rd = run_dir(out, cfg, d, seed)
+                if (rd / "metrics.csv").exists():
+                    per_seed += curves(rd, cost)
+            finals = [float(r[-50:].mean()) for _, r in per_seed]
+            table.setdefault(label, []).append(
+                f"{np.mean(finals):.2f} ± {np.std(finals):.2f} ({len(finals)})" if finals else "—")
+            if label == "probe" and per_seed:
+                budgets.append(f"D = {d}: {np.median([c[-1] for c, _ in per_seed]):.3g}")
+            for k, (c, r) in enumerate(per_seed):
+                ax.plot(c, rolling_mean(r, 50), color=f"C{i}", lw=0.8, alpha=0.7, label=label if k == 0 else None)
+        ax.set_title(f"reward {d} steps after the action")
+        ax.set_xlabel("forward passes per seed")
+        ax.set_xscale("log")
+        ax.axhline(0, color="k", lw=0.5, ls=":")
+        ax.grid(alpha=0.3)
+    axes[0, 0].set_ylabel("return (rolling mean of 50)")
+    axes[0, -1].legend(fontsize=7)
+    fig.suptitle("CueDelay-v0 with distractors, equal forward-pass budget", fontsize=10)
+    fig.tight_layout()
+    fig_path = Path(args.report).parent / "figures" / "cue_delay.png"
+    fig_path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(fig_path, dpi=110)
+    plt.close(fig)
+    for label, cells in table.items():
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    lines += ["", "Budget (median over the probe seeds): " + "; ".join(budgets) + ".", "",
+              f"![cue-delay curves](figures/{fig_path.name})"]
+    Path(args.report).write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--delays", type=int, nargs="*", default=[5, 20, 100])
-    ap.add_argument("--episodes", type=int, default=300)
-    ap.add_argument("--probe-seeds", type=int, nargs="*", default=[0, 1])
-    ap.add_argument("--out", default=str(ROOT / "runs" / "cue_delay"))
+    ap.add_argument("--windows", type=int, default=150, help="probe windows; sets every rule's budget")
+    ap.add_argument("--probe-seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
+    ap.add_argument("--out", default=str(ROOT / "runs" / "cue_delay_budget"))
     ap.add_argument("--report", default=str(ROOT / "docs" / "cue_delay.md"))
+    ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
-    results: dict[tuple[str, int], list[float]] = {}
-    for d in args.delays:
-        for label, cfg in RULES.items():
-            seeds = args.probe_seeds if label == "probe" else [0]
-            vals = []
-            for seed in seeds:
-                run_dir = out / f"{cfg.split('_')[0]}_D{d}_s{seed}"
-                sets = ["task.name=CueDelay-v0", f"task.reward_delay={d}", f"task.episodes={args.episodes}",
-                        f'model.file="{ROOT / "models" / "mlp_7_64_2.toml"}"', "run.progress=false"]
-                if not (run_dir / "summary.json").exists():
-                    run_experiment(ROOT / "experiments" / cfg, overrides=sets, seed=seed, out=run_dir, figures=False,
-                                   resume_if_exists=True)
-                s = json.loads((run_dir / "summary.json").read_text())
-                vals += s["per_seed"]
-            results[(label, d)] = vals
-            print(label, d, np.mean(vals), flush=True)
-    lines = [f"CueDelay-v0 (2 cues, cue 2 steps, delay 5 steps with 4 distractor channels, reward D steps after the "
-             f"decisive action), {args.episodes} episodes; mean return of the last 50 episodes (+1 correct, −1 wrong, "
-             "chance 0), mean ± sd over seeds (n).", "",
-             "| rule | " + " | ".join(f"D = {d}" for d in args.delays) + " |", "|---|" + "---|" * len(args.delays)]
-    for label in RULES:
-        cells = [f"{np.mean(results[(label, d)]):.2f} ± {np.std(results[(label, d)]):.2f} ({len(results[(label, d)])})"
-                 for d in args.delays]
-        lines.append(f"| {label} | " + " | ".join(cells) + " |")
-    Path(args.report).write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    branches = load_config(ROOT / "experiments" / "probe_cartpole.toml")["rule"]["branches"]
+    if not args.report_only:
+        run_all(args, out, branches)
+    report(args, out)
 
 
 if __name__ == "__main__":

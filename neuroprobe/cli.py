@@ -17,10 +17,12 @@ def _cmd_run(args) -> None:
 
     if args.resume is None and args.config is None:
         raise ConfigError("run: give CONFIG.toml, or --resume RUN_DIR")
-    path = run_experiment(args.config, overrides=args.set, seed=args.seed, out=args.out, resume=args.resume)
+    overrides = list(args.set) + ([f"run.backend={args.backend}"] if args.backend else [])
+    path = run_experiment(args.config, overrides=overrides, seed=args.seed, out=args.out, resume=args.resume)
     summary = json.loads((path / "summary.json").read_text())
-    print(f"wrote {path}/{{config.toml, metrics.csv, summary.json, checkpoint.pt, learning_curve.png}}")
-    if "mean" in summary:
+    files = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+    print(f"wrote {path}/{{{', '.join(files)}}}")
+    if "mean" in summary and "std" in summary:
         print(f"{summary['metric']}: {summary['mean']:.1f} ± {summary['std']:.1f} over {len(summary['per_seed'])} seeds")
     else:
         print(f"{summary['metric']}: {summary['final']:.3f}")
@@ -80,6 +82,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=None)
     r.add_argument("--out", default=None, help="run directory (default runs/<name>-<seed>)")
     r.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    r.add_argument("--backend", default=None, choices=["torch", "brian2"],
+                   help="engine of a spiking experiment (default: the config's run.backend, torch)")
     r.set_defaults(func=_cmd_run)
     a = sub.add_parser("align", help="cosine between a rule's expected update and the autograd gradient")
     a.add_argument("config")

@@ -7,7 +7,7 @@ Layout (see ``experiments/*.toml``)::
 
     name, seed, seeds, device                    top level
     [model]     file = "models/x.toml"  or  sizes = [...], activation, readout, bias, init
-    [task]      name, episodes | steps, ...      (RL or supervised, by task name)
+    [task]      name, episodes | steps, ...      (RL or supervised, by task name; label_delay: probe on digits)
     [rule]      name, lr, and the rule's own keys
     [modulator] smoothing, scale, init           (reward-prediction error, RL rules)
     [run]       checkpoint_every, rolling, progress
@@ -77,6 +77,8 @@ TASK = {
     "batch": Field(int, 32, _pos, ">= 1"),
     "eval_every": Field(int, 100, _pos, ">= 1"),
     "dataset": Field(str, "digits"),
+    "label_delay": Field(int, 0, _nonneg, ">= 0 steps (labels arrive this many steps late; supervised task "
+                         "with rule 'probe' only: CET's credit delay is rule.delay)"),
 }
 
 MODULATOR = {
@@ -130,7 +132,7 @@ RULES = {
               "noise_std": Field(NUM, 0.0, _nonneg, ">= 0 (node noise shared by all branches; 0 = off)")},
 }
 RL_RULES = ("nrl", "rmhl", "wp", "bp", "fg", "probe")
-SUPERVISED_RULES = ("cet",)
+SUPERVISED_RULES = ("cet", "probe")
 
 
 def _type_name(t) -> str:
@@ -176,6 +178,10 @@ def _join(where: str, key: str) -> str:
 
 def validate(raw: dict, src: str = "<config>", base_dir: Path | None = None) -> dict:
     """Validate a raw config dict and fill defaults; returns the resolved config."""
+    if isinstance(raw, dict) and "network" in raw:  # a spiking experiment ([network] instead of [model])
+        from .spiking_config import validate_spiking
+
+        return validate_spiking(raw, src, base_dir)
     cfg = _check_section(raw, TOP, "", src)
     for sec in ("model", "task", "rule"):
         if cfg[sec] is None:
@@ -192,6 +198,10 @@ def validate(raw: dict, src: str = "<config>", base_dir: Path | None = None) -> 
     if cfg["rule"]["name"] not in allowed_rules:
         raise ConfigError(f"{src}: 'rule.name' = {cfg['rule']['name']!r} does not apply to task "
                           f"{cfg['task']['name']!r}; allowed: {list(allowed_rules)}")
+    if cfg["task"]["label_delay"] and (kind == "rl" or cfg["rule"]["name"] != "probe"):
+        other = "RL tasks delay rewards with task.reward_delay" if kind == "rl" else "CET's credit delay is rule.delay"
+        raise ConfigError(f"{src}: 'task.label_delay' = {cfg['task']['label_delay']} applies only to rule 'probe' on "
+                          f"a supervised task; {other}")
     if cfg["rule"]["name"] == "probe":
         _check_probe(cfg, src)
     cfg["modulator"] = _check_section(cfg["modulator"], MODULATOR, "modulator", src)
@@ -269,7 +279,7 @@ def parse_value(text: str) -> Any:
         return text
 
 
-SECTIONS = ("model", "task", "rule", "modulator", "run")
+SECTIONS = ("model", "network", "task", "rule", "modulator", "monitor", "run")
 
 
 def apply_overrides(raw: dict, overrides: list[str], src: str) -> dict:

@@ -32,12 +32,18 @@ def run_experiment(config_path: str | Path | None = None, overrides: list[str] |
         cfg = load_config(config_path, overrides, seed)
         run = RunDir(out if out is not None else default_out(cfg))
         run.create(cfg, fresh=True)
-    if cfg["kind"] == "rl" and cfg["rule"]["name"] == "probe":
+    if cfg["kind"] == "spiking":
+        from .spiking_runs import run_spiking
+        run_spiking(cfg, run, resume=resume is not None)
+    elif cfg["kind"] == "rl" and cfg["rule"]["name"] == "probe":
         from .probe_rl import run_probe_rl
         run_probe_rl(cfg, run, resume=resume is not None)
     elif cfg["kind"] == "rl":
         from .rl import run_rl
         run_rl(cfg, run, resume=resume is not None)
+    elif cfg["rule"]["name"] == "probe":
+        from .probe_supervised import run_probe_supervised
+        run_probe_supervised(cfg, run, resume=resume is not None)
     else:
         from .supervised import run_supervised
         run_supervised(cfg, run, resume=resume is not None)
@@ -53,6 +59,9 @@ def summarize(path: Path, cfg: dict, last: int = 50) -> dict:
     """Final performance: RL, mean return of each seed's last ``last`` episodes (and their mean ± sd
     over seeds); supervised, the last test accuracy."""
     m = read_metrics(Path(path) / "metrics.csv")
+    if cfg["kind"] == "spiking":
+        from .spiking_runs import summarize_spiking
+        return summarize_spiking(m, cfg, last)
     if cfg["kind"] == "rl":
         seeds = sorted(set(m["seed"]))
         ret, seed = np.asarray(m["return"]), np.asarray(m["seed"])

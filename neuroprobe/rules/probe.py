@@ -29,6 +29,8 @@ probes. It is exploration noise inside each branch; its NRL eligibility is not u
 """
 from __future__ import annotations
 
+import copy
+
 import torch
 from torch import Tensor
 
@@ -111,6 +113,11 @@ class ProbeRule:
 
     Per window: ``A = rule.assignment()``; run the branches with :meth:`policy`;
     ``rule.update(outcomes, A)`` (writes ``.grad``); ``opt.step()``; ``rule.end_window()``.
+
+    Delayed outcomes (e.g. labels that arrive D windows late, :mod:`neuroprobe.experiments.probe_supervised`):
+    keep ``snap = rule.snapshot_probes()`` with the window's A, and when its outcomes arrive call
+    ``rule.update(outcomes, A, dictionaries=snap)``: the trace then holds the probes that produced the
+    outcomes, not the current window's (``end_window`` refreshes the probes every window).
     """
 
     name = "probe"
@@ -160,10 +167,18 @@ class ProbeRule:
         """The scheduler's A (B, M) for the next window."""
         return self.scheduler.next()
 
-    def update(self, outcomes: Tensor, assignment: Tensor) -> list[Tensor]:
+    def snapshot_probes(self) -> list[ProbeDictionary]:
+        """Deep copies of the current window's dictionaries (one per layer), for a delayed :meth:`update`."""
+        return [copy.deepcopy(d) for d in self.dictionaries]
+
+    def update(self, outcomes: Tensor, assignment: Tensor,
+               dictionaries: list[ProbeDictionary] | None = None) -> list[Tensor]:
         """Credit the window's branches and write −Δθ into each layer's ``weight.grad``.
 
-        outcomes (B,) reward-like (higher is better). Returns the window's coefficients (K,) per layer.
+        outcomes (B,) reward-like (higher is better); assignment (B, M) the A that produced them.
+        dictionaries: the probes that produced them, one per layer (a :meth:`snapshot_probes` of an
+        earlier window, when the outcomes arrive late); None = the current ones (the window just run).
+        Returns the window's coefficients (K,) per layer.
         """
         out = torch.as_tensor(outcomes, dtype=torch.float64)
         if not torch.isfinite(out).all():
@@ -175,10 +190,12 @@ class ProbeRule:
             adv = adv / (out - adv).abs().mean().clamp_min(1.0)  # out − adv is the baseline
         mu = route(adv, assignment)
         coeffs = module_coefficients(mu, None, assignment, self.num_probes)
-        for layer, d, trace, c in zip(self.net.layers, self.dictionaries, self.traces, coeffs):
+        probes = self.dictionaries if dictionaries is None else dictionaries
+        for layer, d, trace, c in zip(self.net.layers, probes, self.traces, coeffs):
             trace.push(c, d)
             trace.write_grad(layer.weight)
         self._last = coeffs
+        self._last_probes = dictionaries
         return coeffs
 
     def end_window(self) -> None:
@@ -187,12 +204,20 @@ class ProbeRule:
         if coeffs is not None:
             if hasattr(self.scheduler, "observe"):
                 self.scheduler.observe(torch.stack([c.abs().mean() for c in coeffs]))
-            for d, c in zip(self.dictionaries, coeffs):
+            snaps = getattr(self, "_last_probes", None) or self.dictionaries
+            for d, snap, c in zip(self.dictionaries, snaps, coeffs):
                 if d.regime == "semi_persistent":
+                    if snap is not d:  # delayed credit: a probe replaced since that window earns none of it
+                        c = torch.where(d.probe_ids() == snap.probe_ids(), c, torch.zeros_like(c))
                     d.update_stats(c)
                 elif d.regime == "learned_subspace":
-                    d.update_basis(c)
-        self._last = None
+                    if snap is not d:  # delayed credit: the live basis moves along the credited window's probes
+                        snap.basis_u, snap.basis_v, snap.basis_s = d.basis_u, d.basis_v, d.basis_s
+                        snap.update_basis(c)
+                        d.basis_u, d.basis_v, d.basis_s = snap.basis_u, snap.basis_v, snap.basis_s
+                    else:
+                        d.update_basis(c)
+        self._last = self._last_probes = None
         for d in self.dictionaries:
             d.refresh()
 
@@ -207,7 +232,7 @@ class ProbeRule:
         for t, s in zip(self.traces, state["traces"]):
             t.load_state_dict(s)
         self.scheduler.load_state_dict(state["scheduler"])
-        self._last = None
+        self._last = self._last_probes = None
 
 
 def rule_from_config(cfg: dict, net: RateNetwork, **override) -> ProbeRule:

@@ -1,0 +1,696 @@
+"""Brian2 export of a spiking network: the same populations, synapses and R-STDP as the torch engine.
+
+Brian2 is imported only in this module (a missing Brian2 raises one-line ConfigError). Entry points:
+
+- :func:`to_brian2` builds a :class:`Brian2Model` (a ``brian2.Network`` plus what is needed to read
+  it back) from a :class:`~neuroprobe.spiking.SpikingSpec` or a built
+  :class:`~neuroprobe.spiking.SpikingNetwork` (whose connectivity and weights are copied).
+- :func:`run_brian2` builds, runs and returns the recordings as a dict of numpy arrays in the
+  layout of the torch run's ``recordings.npz`` (:mod:`neuroprobe.monitors`):
+  ``spikes/<pop>`` (T, N) uint8, ``<variable>/<pop>`` (T, n) float32, ``eligibility/<proj>`` and
+  ``weight/<proj>`` (T, n_synapses) float32, plus ``time/<key>``, ``indices/<key>``, ``meta/dt``.
+- :func:`save_recordings` writes such a dict (the monitors module's atomic writer).
+
+Model (dimensionless voltages and currents, times in seconds; one Brian2 ``Clock`` of ``spec.dt``)::
+
+    CubaLIF:  dv/dt = (v_leak - v + I_syn)/tau_mem : 1 (unless refractory)
+              dI_syn/dt = -I_syn/tau_syn           : 1  (torch's "i"; "i" is Brian2's index)
+              I_in                             : 1      (synaptic jumps of this step)
+    LIF:      dv/dt = (I_in + v_leak - v)/tau_mem : 1 (unless refractory)
+              I_in                                : 1
+    threshold "v > v_th", reset "v = v_reset", method "euler"; synapses: on_pre "I_in_post += w".
+
+Schedule: how Brian2's per-step slots reproduce the torch step ``t`` (Brian2 step ``t`` runs at
+time ``t·dt``; a spike of torch step ``t`` is a Brian2 spike at ``t·dt``)::
+
+    Brian2 slot (step t)        operation                                    torch step t
+    before_groups   run_regularly  CubaLIF: I_syn += I_in (+ σ·randn)       i' = i + i_in
+                                   LIF:     I_in += σ·randn                 i_in (+ noise)
+    groups          state update   Euler with the values of step t−1       v_d, i_n (norse Euler)
+                                   (v frozen while refractory)              refractory hold of v
+                    Synapses       STDP traces decay, cascade state ← M·s   x *= e^{-dt/τ+}, s ← M s
+    after_groups    run_regularly  I_in = i_ext                             input consumed
+                    StateMonitor   "i" recorded here (before new jumps)     i(t)
+    thresholds      thresholder    v > v_th and not refractory → spike     z(t)
+                    SpikeGenerator "input" spikes of step t                 inputs[t]
+    synapses        pathways       STDP coincidence into s1 (order −5),    c(t), state += e_0 c
+                                   trace increments x, y += 1 (order −4),   x += z_pre, y += z_post
+                    run_regularly  w ← clip(w + lr·d(t)·scale·s_n) (−3)     w ← w + η d e; clamp_
+                    pathway "pre"  I_in_post += w (order −1; spikes of t)  delivered at step t+1
+    resets          reset          v = v_reset                              v_n
+    end             StateMonitors  v, eligibility, weight recorded          state after step t
+
+The one-step synaptic delay of the torch engine (projections deliver the spikes of step t−1) comes
+from the schedule itself: synapses act in slot "synapses" of step t, *after* the state update of
+step t, so the jump ``I_in`` (zero Brian2 delay) is consumed by the state update of step t+1.
+Accumulating jumps in ``I_in`` and adding them to ``i`` just before the state update reproduces
+norse's ``i' = i + i_in`` followed by Euler with ``i'``; Brian2's explicit Euler evaluates both
+right-hand sides with the old values, as norse does, so the update is the same expression (equal
+to a few ulp: sympy orders the terms differently).
+
+Refractoriness: norse's counter ρ = round(t_ref/dt) is set at a spike of step k; v is held and
+spikes are suppressed in steps k+1 … k+ρ. Brian2 evaluates
+``not_refractory = timestep(t − lastspike) >= timestep(refractory)`` at the start of each state
+update, so ``refractory = (ρ + 1)·dt`` freezes exactly the steps k+1 … k+ρ: the same steps (v held at
+v_reset, the synaptic current keeps evolving, inputs arriving then are lost in both). ``rho`` is not
+a Brian2 variable; monitors for it are computed from the spikes with norse's counter update.
+
+Plasticity (cascade-trace R-STDP, :class:`neuroprobe.rules.rstdp.CascadeRSTDP` maths) lives on the
+plastic projection's Synapses as synaptic variables: pre/post STDP traces ``x``, ``y`` per synapse
+(equal to the per-neuron traces) and the cascade states ``s1 … sn``::
+
+    dx/dt = -x/tau_plus : 1 (clock-driven)      ds1/dt = -ca*s1 : 1 (clock-driven)
+    dy/dt = -y/tau_minus : 1 (clock-driven)     ds{k}/dt = -ca*s{k} + cb*s{k-1} : 1 (clock-driven)
+
+with ``ca = a/dt`` (a = (n−1)/delay_steps; order 1: 1/delay_steps) and ``cb = 1/dt``, i.e. the
+cascade's ``A = −aI + S`` per second. These linear equations are integrated exactly by a closed
+form (``M = expm(A)``, lower triangular ``M[i, j] = e^{−a}/(i−j)!``, the coefficients of
+:func:`~neuroprobe.traces.kernels.cascade_transition`): Brian2's symbolic "exact" integrator gives
+the same update but takes ~50 s of sympy for order 6. Coincidences are added to ``s1`` by the
+pathways ``pre_c`` (``s1 -= a_minus*y``) and ``post_c`` (``s1 += a_plus*x``) before the trace
+increments (``pre_x``, ``post_y``): a pre and a post spike in the same step do not pair. The weight
+update runs every step after them and before the transmission pathway ``pre``, so the spikes of
+step t are transmitted with the weight updated at step t, as in the torch loop (step, rule,
+update, then the next step propagates). The dopamine is a ``TimedArray`` ``d(t)`` of one value per
+step.
+
+Targets: "numpy" (default) and "cython" (runtime code generation; raises ConfigError if Cython
+cannot compile here), and "cpp_standalone" (compiles a C++ project in a temporary directory; one
+``run`` per model).
+"""
+from __future__ import annotations
+
+import math
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from ..errors import ConfigError, ShapeError
+from ..spiking.spec import SIGNS, SpikingSpec
+
+__all__ = ["to_brian2", "run_brian2", "save_recordings", "Brian2Model", "TARGETS", "PLASTICITY_KEYS",
+           "brian2_available"]
+
+TARGETS = ("numpy", "cython", "cpp_standalone")
+PLASTICITY_KEYS = ("projection", "order", "delay", "normalize", "tau_plus", "tau_minus", "a_plus", "a_minus", "lr")
+_PLASTICITY_REQUIRED = ("projection", "order", "delay", "tau_plus", "tau_minus", "a_plus", "a_minus", "lr")
+_NEURON_VARIABLES = ("v", "i", "rho")
+_SYNAPSE_VARIABLES = ("eligibility", "weight")
+
+# slot orders inside Brian2's "synapses" slot of the plastic projection (see the module docstring)
+_ORDER_COINCIDENCE, _ORDER_TRACES, _ORDER_WEIGHT, _ORDER_TRANSMIT = -5, -4, -3, -1
+
+
+def brian2_available() -> bool:
+    try:
+        import brian2  # noqa: F401
+    except Exception:
+        return False
+    return True
+
+
+def _b2():
+    try:
+        import brian2
+    except Exception:  # ImportError or a broken install
+        raise ConfigError("the Brian2 backend needs the brian2 package: pip install brian2") from None
+    return brian2
+
+
+def _safe(name: str) -> str:
+    s = re.sub(r"\W", "_", name)
+    return s if s and not s[0].isdigit() else f"p_{s}"
+
+
+# --------------------------------------------------------------------------- inputs / validation
+
+
+def _as_numpy(x: Any) -> np.ndarray:
+    if hasattr(x, "detach"):
+        x = x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+@dataclass(frozen=True)
+class _Plasticity:
+    projection: str
+    order: int
+    delay: float  # seconds
+    normalize: str | None
+    tau_plus: float
+    tau_minus: float
+    a_plus: float
+    a_minus: float
+    lr: float
+
+
+def _check_plasticity(plasticity: Mapping[str, Any], spec: SpikingSpec) -> _Plasticity:
+    if not isinstance(plasticity, Mapping):
+        raise ConfigError(f"plasticity must be a dict with keys {list(PLASTICITY_KEYS)} (got {plasticity!r})")
+    bad = sorted(set(plasticity) - set(PLASTICITY_KEYS))
+    if bad:
+        raise ConfigError(f"plasticity: unknown key(s) {bad}; allowed {list(PLASTICITY_KEYS)}")
+    missing = [k for k in _PLASTICITY_REQUIRED if k not in plasticity]
+    if missing:
+        raise ConfigError(f"plasticity: missing key(s) {missing}; required {list(_PLASTICITY_REQUIRED)}")
+    names = [pr.name for pr in spec.projections]
+    if plasticity["projection"] not in names:
+        raise ConfigError(f"plasticity.projection = {plasticity['projection']!r}: unknown projection; have {names}")
+    order = plasticity["order"]
+    if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or order < 1:
+        raise ConfigError(f"plasticity.order = {order!r}: must be an integer >= 1")
+    vals = {}
+    for k in ("delay", "tau_plus", "tau_minus", "a_plus", "a_minus", "lr"):
+        v = plasticity[k]
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.floating, np.integer)) or not math.isfinite(v):
+            raise ConfigError(f"plasticity.{k} = {v!r}: must be a finite number")
+        vals[k] = float(v)
+    for k in ("delay", "tau_plus", "tau_minus"):
+        if vals[k] <= 0:
+            raise ConfigError(f"plasticity.{k} = {vals[k]!r}: must be a positive number of seconds")
+    if vals["delay"] < spec.dt:
+        raise ConfigError(f"plasticity.delay = {vals['delay']} s is shorter than dt = {spec.dt} s")
+    if vals["a_plus"] < 0 or vals["a_minus"] < 0:
+        raise ConfigError(f"plasticity.a_plus / a_minus must be >= 0 (got {vals['a_plus']}, {vals['a_minus']})")
+    normalize = plasticity.get("normalize", "peak")
+    if normalize == "none":
+        normalize = None
+    if normalize not in ("peak", "area", None):
+        raise ConfigError(f"plasticity.normalize = {normalize!r}: allowed 'peak', 'area' or None")
+    return _Plasticity(plasticity["projection"], int(order), normalize=normalize, **vals)
+
+
+def _connectivity(spec_or_net: Any, spec: SpikingSpec, weights: Mapping[str, Any] | None, seed: int
+                  ) -> dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """(pre, post, signed weight) per projection: from ``weights`` (an array with the network's
+    connectivity, or a (pre, post, weight) triple / mapping), else from the torch network."""
+    weights = dict(weights or {})
+    names = [pr.name for pr in spec.projections]
+    bad = sorted(set(weights) - set(names))
+    if bad:
+        raise ConfigError(f"weights for unknown projection(s) {bad}; have {names}")
+    net = None if isinstance(spec_or_net, SpikingSpec) else spec_or_net
+    out = {}
+    for pr in spec.projections:
+        given = weights.get(pr.name)
+        pre = post = w = None
+        if isinstance(given, Mapping):
+            miss = [k for k in ("pre", "post", "weight") if k not in given]
+            if miss:
+                raise ConfigError(f"weights[{pr.name!r}]: missing key(s) {miss}; give 'pre', 'post', 'weight'")
+            pre, post, w = (given[k] for k in ("pre", "post", "weight"))
+        elif isinstance(given, tuple):
+            if len(given) != 3:
+                raise ConfigError(f"weights[{pr.name!r}]: a tuple must be (pre, post, weight)")
+            pre, post, w = given
+        else:
+            w = given
+        if pre is None:
+            if net is None:  # the torch network's connectivity for this seed
+                import torch
+
+                from ..spiking.network import SpikingNetwork
+                net = SpikingNetwork(spec, generator=torch.Generator().manual_seed(int(seed)), dtype=torch.float64)
+            proj = net.projection(pr.name)
+            pre, post = proj.pre, proj.post
+            if w is None:
+                w = proj.weight
+        pre, post = _as_numpy(pre).astype(np.int64).ravel(), _as_numpy(post).astype(np.int64).ravel()
+        w = _as_numpy(w).astype(np.float64)
+        if w.ndim == 2:
+            if w.shape[0] != 1:
+                raise ShapeError(f"weights[{pr.name!r}] has per-trial weights {w.shape}: Brian2 runs one trial; "
+                                 "pass one row")
+            w = w[0]
+        n_pre, n_post = spec.population(pr.pre).size, spec.population(pr.post).size
+        if not (pre.shape == post.shape == w.shape):
+            raise ShapeError(f"weights[{pr.name!r}]: pre {pre.shape}, post {post.shape} and weight {w.shape} "
+                             "must have the same shape (S,)")
+        if pre.size and (pre.min() < 0 or pre.max() >= n_pre or post.min() < 0 or post.max() >= n_post):
+            raise ConfigError(f"weights[{pr.name!r}]: synapse indices out of range ({n_pre} pre, {n_post} post)")
+        out[pr.name] = (pre, post, w)
+    return out
+
+
+def _parse_monitors(monitors: Iterable[Any] | None, spec: SpikingSpec, plastic: str | None) -> list[tuple]:
+    """(variable, target, indices | None, every) per entry. Entries: "v/exc", (variable, target),
+    (variable, target, indices), a dict with those keys (+ every), or a neuroprobe.monitors
+    StateMonitor / SpikeMonitor."""
+    out = []
+    pops = {p.name: p for p in spec.populations}
+    projs = {pr.name: pr for pr in spec.projections}
+    for m in monitors or ():
+        every = 1
+        if isinstance(m, str):
+            if m.count("/") != 1:
+                raise ConfigError(f"monitor {m!r}: write '<variable>/<population or projection>'")
+            var, target = m.split("/")
+            idx = None
+        elif isinstance(m, Mapping):
+            bad = sorted(set(m) - {"variable", "population", "indices", "every"})
+            if bad or "variable" not in m or "population" not in m:
+                raise ConfigError(f"monitor {dict(m)!r}: keys 'variable', 'population' (+ 'indices', 'every')")
+            var, target, idx, every = m["variable"], m["population"], m.get("indices"), m.get("every", 1)
+        elif isinstance(m, tuple) and len(m) in (2, 3):
+            var, target, idx = (*m, None) if len(m) == 2 else m
+        elif hasattr(m, "variable") and hasattr(m, "population"):
+            var, target, idx, every = m.variable, m.population, getattr(m, "indices", None), getattr(m, "every", 1)
+        else:
+            raise ConfigError(f"monitor {m!r}: give '<variable>/<target>', (variable, target[, indices]) or a dict")
+        if idx is not None:
+            idx = _as_numpy(idx).astype(np.int64).ravel()
+        if isinstance(every, bool) or not isinstance(every, (int, np.integer)) or every < 1:
+            raise ConfigError(f"monitor {var}/{target}: every = {every!r} must be an integer >= 1")
+        if var == "spikes":
+            if target not in pops:
+                raise ConfigError(f"monitor spikes/{target}: unknown population; have {list(pops)}")
+            size = pops[target].size
+        elif var in _NEURON_VARIABLES:
+            if target not in pops or pops[target].kind != "lif":
+                raise ConfigError(f"monitor {var}/{target}: not a LIF population; have "
+                                  f"{[p for p in pops if pops[p].kind == 'lif']}")
+            size = pops[target].size
+        elif var in _SYNAPSE_VARIABLES:
+            if target not in projs:
+                raise ConfigError(f"monitor {var}/{target}: unknown projection; have {list(projs)}")
+            if var == "eligibility" and target != plastic:
+                raise ConfigError(f"monitor eligibility/{target}: the projection is not plastic")
+            size = None
+        else:
+            raise ConfigError(f"monitor variable {var!r}: allowed {['spikes', *_NEURON_VARIABLES, *_SYNAPSE_VARIABLES]}")
+        if idx is not None and size is not None and idx.size and (idx.min() < 0 or idx.max() >= size):
+            raise ConfigError(f"monitor {var}/{target}: index out of range (size {size})")
+        out.append((var, target, idx, int(every)))
+    keys = [f"{v}/{t}" for v, t, _, _ in out]
+    dup = sorted({k for k in keys if keys.count(k) > 1})
+    if dup:
+        raise ConfigError(f"monitors: {dup} requested more than once")
+    return out
+
+
+# --------------------------------------------------------------------------- model
+
+
+@dataclass
+class Brian2Model:
+    """A built Brian2 network and what is needed to read it back.
+
+    Attributes: ``network`` (brian2.Network), ``groups`` {population: NeuronGroup |
+    SpikeGeneratorGroup | PoissonGroup}, ``synapses`` {projection: Synapses}, ``spec``, ``target``,
+    ``steps`` (default run length), ``plasticity`` (validated settings or None) and the monitors.
+    """
+
+    network: Any
+    groups: dict
+    synapses: dict
+    spec: SpikingSpec
+    target: str
+    steps: int | None
+    plasticity: _Plasticity | None
+    cascade_scale: float
+    spike_monitors: dict
+    state_monitors: dict  # key -> (brian2 StateMonitor, brian2 variable, indices, every, scale)
+    requested: list
+    directory: str | None = None
+    steps_run: int = 0
+    _done: bool = field(default=False, repr=False)
+
+    def run(self, steps: int | None = None) -> "Brian2Model":
+        """Advance ``steps`` steps (default: the length of the given inputs)."""
+        b2 = _b2()
+        steps = self.steps if steps is None else steps
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ConfigError(f"steps = {steps!r}: give a positive number of steps (no input arrays set the length)")
+        if self.target == "cpp_standalone":
+            if self._done:
+                raise ConfigError("a cpp_standalone model runs once; build a new one with to_brian2")
+            try:
+                self.network.run(int(steps) * self.spec.dt * b2.second, namespace={})
+            except Exception as e:
+                _reset_standalone(b2, self.directory)
+                raise ConfigError(f"target 'cpp_standalone' failed to build or run: {type(e).__name__}: "
+                                  f"{str(e).strip().splitlines()[-1] if str(e).strip() else ''}") from None
+            self._done = True
+        else:
+            old = b2.prefs.codegen.target
+            b2.prefs.codegen.target = self.target
+            try:
+                self.network.run(int(steps) * self.spec.dt * b2.second, namespace={})
+            finally:
+                b2.prefs.codegen.target = old
+        self.steps_run += int(steps)
+        return self
+
+    def recordings(self, float_dtype: Any = np.float32) -> dict[str, np.ndarray]:
+        """The recordings in the torch ``recordings.npz`` layout (see the module docstring); state
+        values as ``float_dtype`` (float32 like the torch monitors; float64 for exact comparisons)."""
+        dt, T = self.spec.dt, self.steps_run
+        out: dict[str, np.ndarray] = {}
+        spikes = {}
+        for name, mon in self.spike_monitors.items():
+            n = self.spec.population(name).size
+            z = np.zeros((T, n), dtype=np.uint8)
+            st = np.rint(np.asarray(mon.t_[:]) / dt).astype(np.int64)
+            ii = np.asarray(mon.i[:], dtype=np.int64)
+            keep = st < T
+            z[st[keep], ii[keep]] = 1
+            spikes[name] = z
+        requested_spikes = {t: (idx, every) for v, t, idx, every in self.requested if v == "spikes"}
+        for name, z in spikes.items():
+            idx, every = requested_spikes.get(name, (None, 1))
+            self._put(out, f"spikes/{name}", z, idx, every, dt)
+        for var, target, idx, every in self.requested:
+            if var == "spikes":
+                continue
+            key = f"{var}/{target}"
+            if var == "rho":
+                data = _rho_from_spikes(spikes[target], self.spec.population(target).lif.refractory_steps)
+            elif var == "i" and self.spec.population(target).lif.model == "lif":
+                data = np.zeros((T, self.spec.population(target).size))  # no synaptic current state
+            else:  # the Brian2 monitor recorded only the requested columns
+                mon, bvar, cols, _, scale = self.state_monitors[key]
+                data = np.asarray(getattr(mon, bvar)[:], dtype=np.float64).T[:T] * scale  # (T, n)
+                self._put(out, key, data.astype(float_dtype), None, every, dt, cols)
+                continue
+            self._put(out, key, data.astype(float_dtype), idx, every, dt)
+        out["meta/dt"] = np.asarray(dt, dtype=np.float64)
+        out["meta/backend"] = np.asarray("brian2")
+        out["meta/target"] = np.asarray(self.target)
+        return out
+
+    @staticmethod
+    def _put(out: dict, key: str, data: np.ndarray, idx: np.ndarray | None, every: int, dt: float,
+             cols: np.ndarray | None = None) -> None:
+        if idx is not None:
+            data, cols = data[:, idx], idx
+        elif cols is None:
+            cols = np.arange(data.shape[1])
+        rows = np.arange(0, data.shape[0], every)
+        out[key] = data[rows]
+        out[f"time/{key}"] = rows.astype(np.float64) * dt
+        out[f"indices/{key}"] = np.asarray(cols, dtype=np.int64)
+
+
+def _rho_from_spikes(z: np.ndarray, R: int) -> np.ndarray:
+    """norse's refractory counter after each step, from the spikes (T, N)."""
+    rho = np.zeros(z.shape, dtype=np.float64)
+    if R <= 0:
+        return rho
+    r = np.zeros(z.shape[1])
+    for t in range(z.shape[0]):
+        r = np.where(z[t] > 0, float(R), np.maximum(r - 1.0, 0.0))
+        rho[t] = r
+    return rho
+
+
+def _cascade_updater(order: int):
+    """Exact (closed-form) integration of the STDP traces and the linear cascade over one step."""
+
+    def cascade_exact(equations, variables=None, method_options=None):
+        lines = ["_x = x * decay_plus", "_y = y * decay_minus"]
+        for k in range(1, order + 1):
+            terms = [f"m_{k - j} * s{j}" for j in range(1, k + 1)]  # M[k-1, j-1] = e^{-a}/(k-j)!
+            lines.append(f"_s{k} = " + " + ".join(reversed(terms)))
+        lines += ["x = _x", "y = _y"] + [f"s{k} = _s{k}" for k in range(1, order + 1)]
+        return "\n".join(lines)
+
+    return cascade_exact
+
+
+def _reset_standalone(b2, directory: str | None) -> None:
+    try:
+        b2.device.reinit()
+        b2.device.activate()
+    except Exception:
+        pass
+    b2.reset_device("runtime")
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+def to_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: Mapping[str, Any] | None = None,
+              input_spikes: Mapping[str, Any] | None = None, dopamine: Any = None, monitors: Iterable[Any] | None = None,
+              target: str = "numpy", *, seed: int = 0, steps: int | None = None) -> Brian2Model:
+    """Build the Brian2 network of a spiking network.
+
+    Args:
+        spec: a :class:`SpikingSpec`, or a built :class:`~neuroprobe.spiking.SpikingNetwork` (its
+            connectivity and current weights are copied).
+        weights: per projection name: a signed weight array (S,) (or (1, S)) with the network's
+            connectivity, or ``(pre, post, weight)`` / ``{"pre", "post", "weight"}``. Projections
+            not given take the torch network's (for a SpikingSpec: ``SpikingNetwork(spec,
+            torch.Generator().manual_seed(seed))``).
+        plasticity: cascade R-STDP on one projection: keys ``projection``, ``order``, ``delay`` (s),
+            ``normalize`` ("peak" default | "area" | None), ``tau_plus``, ``tau_minus`` (s),
+            ``a_plus``, ``a_minus``, ``lr``.
+        input_spikes: per "input" population its spikes (T, N) in {0, 1} (required for each).
+        dopamine: (T,) third factor per step (default 0: eligibility only, weights fixed).
+        monitors: extra recordings: ``"v/exc"``, ``(variable, target, indices)``, dicts with keys
+            variable/population/indices/every, or neuroprobe.monitors monitors. Variables "v", "i",
+            "rho" (LIF populations), "eligibility", "weight" (projections; indices = synapses),
+            "spikes" (column selection). Spikes of every population are always recorded; with
+            plasticity, "eligibility" and "weight" of the plastic projection too (all synapses)
+            unless requested otherwise.
+        target: "numpy" | "cython" | "cpp_standalone".
+        seed: connectivity seed when ``spec`` is a SpikingSpec and a projection's edges are not given.
+        steps: default run length (else the length of input_spikes / dopamine).
+    """
+    b2 = _b2()
+    if target not in TARGETS:
+        raise ConfigError(f"target = {target!r}: allowed {list(TARGETS)}")
+    net_in = spec
+    if not isinstance(spec, SpikingSpec):
+        if not hasattr(spec, "spec") or not isinstance(spec.spec, SpikingSpec):
+            raise ConfigError(f"to_brian2 needs a SpikingSpec or a SpikingNetwork (got {type(spec).__name__})")
+        spec = spec.spec
+    pops = {p.name: p for p in spec.populations}
+    plastic = _check_plasticity(plasticity, spec) if plasticity is not None else None
+    requested = _parse_monitors(monitors, spec, plastic.projection if plastic else None)
+    if plastic is not None:
+        have = {(v, t) for v, t, _, _ in requested}
+        for v in ("eligibility", "weight"):
+            if (v, plastic.projection) not in have:
+                requested.append((v, plastic.projection, None, 1))
+    conn = _connectivity(net_in, spec, weights, seed)
+
+    # lengths of the given inputs
+    input_spikes = dict(input_spikes or {})
+    bad = sorted(set(input_spikes) - {n for n, p in pops.items() if p.kind == "input"})
+    if bad:
+        raise ConfigError(f"input_spikes for {bad}: not 'input' populations; have "
+                          f"{[n for n, p in pops.items() if p.kind == 'input']}")
+    lengths = set()
+    for name, p in pops.items():
+        if p.kind == "input":
+            if name not in input_spikes:
+                raise ConfigError(f"population {name!r} is an 'input' population: pass its spikes in input_spikes")
+            x = _as_numpy(input_spikes[name])
+            if x.ndim != 2 or x.shape[1] != p.size:
+                raise ShapeError(f"input_spikes[{name!r}] has shape {x.shape}, expected (T, {p.size})")
+            if not np.isin(x, (0, 1)).all():
+                raise ConfigError(f"input_spikes[{name!r}]: values must be 0 or 1 (one spike per neuron and step)")
+            input_spikes[name] = x
+            lengths.add(x.shape[0])
+    if dopamine is not None:
+        dopamine = _as_numpy(dopamine).astype(np.float64).ravel()
+        lengths.add(dopamine.shape[0])
+        if dopamine.size == 0 or not np.isfinite(dopamine).all():
+            raise ConfigError("dopamine must be a non-empty finite array (T,)")
+    if len(lengths) > 1:
+        raise ShapeError(f"input_spikes and dopamine have different lengths {sorted(lengths)}")
+    if steps is None and lengths:
+        steps = lengths.pop()
+
+    directory = None
+    if target == "cython":
+        try:
+            from brian2.codegen.runtime.cython_rt import CythonCodeObject
+            ok = CythonCodeObject.is_available()
+        except Exception:
+            ok = False
+        if not ok:
+            raise ConfigError("target 'cython': Cython cannot compile here (needs Cython and a C++ compiler); "
+                              "use target='numpy'")
+    if target == "cpp_standalone":
+        directory = tempfile.mkdtemp(prefix="neuroprobe_brian2_")
+        b2.set_device("cpp_standalone", directory=directory, build_on_run=True, with_output=False)
+    try:
+        model = _build(b2, spec, pops, conn, plastic, input_spikes, dopamine, requested, target, steps, directory)
+    except Exception:
+        if target == "cpp_standalone":
+            _reset_standalone(b2, directory)
+        raise
+    return model
+
+
+def _build(b2, spec, pops, conn, plastic, input_spikes, dopamine, requested, target, steps, directory):
+    dt = spec.dt
+    second = b2.second
+    clock = b2.Clock(dt=dt * second, name="np_clock_*")
+    groups, syns, objects = {}, {}, []
+    for name, p in pops.items():
+        sname = _safe(name)
+        if p.kind == "input":
+            x = input_spikes[name]
+            t_idx, n_idx = np.nonzero(x)
+            g = b2.SpikeGeneratorGroup(p.size, n_idx.astype(np.int64), t_idx.astype(np.float64) * dt * second,
+                                       clock=clock, name=f"np_{sname}_*")
+        elif p.kind == "poisson":
+            # P(spike) = 1 − exp(−rate·dt) per step as the torch engine (Brian2: rate·dt; equal to first order)
+            g = b2.PoissonGroup(p.size, rates=p.rate * b2.Hz, clock=clock, name=f"np_{sname}_*")
+        else:
+            g = _lif_group(b2, p, clock, sname)
+        groups[name] = g
+        objects.append(g)
+
+    scale = 1.0
+    for pr in spec.projections:
+        pre, post, w = conn[pr.name]
+        src, tgt = groups[pr.pre], groups[pr.post]
+        sname = _safe(pr.name.replace("->", "_to_"))
+        if plastic is not None and pr.name == plastic.projection:
+            S, scale = _plastic_synapses(b2, spec, pr, src, tgt, clock, sname, plastic, dopamine)
+        else:
+            S = b2.Synapses(src, tgt, model="w : 1", on_pre="I_in_post += w", clock=clock, namespace={},
+                            name=f"np_{sname}_*")
+        if pre.size:
+            S.connect(i=pre, j=post)
+            S.w[:] = w
+        else:
+            S.active = False
+        syns[pr.name] = S
+        objects.append(S)
+
+    spike_monitors = {name: b2.SpikeMonitor(g, record=True, name=f"np_spikes_{_safe(name)}_*")
+                      for name, g in groups.items()}
+    objects += list(spike_monitors.values())
+    state_monitors = {}
+    for var, target_name, idx, every in requested:
+        if var in ("spikes", "rho") or (var == "i" and pops[target_name].lif.model == "lif"):
+            continue
+        key = f"{var}/{target_name}"
+        if var in _NEURON_VARIABLES:
+            grp, n = groups[target_name], pops[target_name].size
+            bvar, when, sc = ("v", "end", 1.0) if var == "v" else ("I_syn", "after_groups", 1.0)
+        else:
+            grp = syns[target_name]
+            n = len(conn[target_name][0])
+            if var == "weight":
+                bvar, when, sc = "w", "end", 1.0
+            else:
+                bvar, when, sc = f"s{plastic.order}", "end", scale
+        cols = np.arange(n) if idx is None else idx
+        if cols.size and cols.max() >= n:
+            raise ConfigError(f"monitor {key}: index {int(cols.max())} out of range (it has {n} entries)")
+        if cols.size == 0:
+            raise ConfigError(f"monitor {key}: nothing to record")
+        mon = b2.StateMonitor(grp, bvar, record=cols, when=when, order=10, clock=clock,
+                              name=f"np_mon_{_safe(key)}_*")
+        state_monitors[key] = (mon, bvar, cols, every, sc)
+        objects.append(mon)
+    network = b2.Network(*objects, name="np_network_*")
+    return Brian2Model(network=network, groups=groups, synapses=syns, spec=spec, target=target, steps=steps,
+                       plasticity=plastic, cascade_scale=scale, spike_monitors=spike_monitors,
+                       state_monitors=state_monitors, requested=requested, directory=directory)
+
+
+def _lif_group(b2, p, clock, sname):
+    lif = p.lif
+    second = b2.second
+    unless = " (unless refractory)" if lif.refractory_steps > 0 else ""
+    if lif.model == "cuba_lif":
+        eqs = (f"dv/dt = (v_leak - v + I_syn)/tau_mem : 1{unless}\n"
+               "dI_syn/dt = -I_syn/tau_syn : 1\n"
+               "I_in : 1")
+    else:
+        eqs = (f"dv/dt = (I_in + v_leak - v)/tau_mem : 1{unless}\n"
+               "I_in : 1")
+    ns = {"tau_mem": lif.tau_mem * second, "v_leak": lif.v_leak, "v_th": lif.v_th, "v_reset": lif.v_reset,
+          "i_ext": float(p.i_ext), "sigma": lif.noise_std, "rho0": lif.rho0 * b2.Hz, "delta_u": lif.delta_u}
+    if lif.model == "cuba_lif":
+        ns["tau_syn"] = lif.tau_syn * second
+    if lif.noise == "escape":
+        # norse/torch: no hard threshold; spike with p = 1 − exp(−dt·rho0·exp(min((v − v_th)/δu, 50)))
+        threshold = "rand() < 1 - exp(-dt*rho0*exp(clip((v - v_th)/delta_u, -1e300, 50)))"
+    else:
+        threshold = "v > v_th"
+    refractory = (lif.refractory_steps + 1) * lif.dt * second if lif.refractory_steps > 0 else False
+    g = b2.NeuronGroup(p.size, eqs, threshold=threshold, reset="v = v_reset", refractory=refractory,
+                       method="euler", clock=clock, namespace=ns, name=f"np_{sname}_*")
+    g.v = lif.v_leak
+    g.I_in = float(p.i_ext)
+    noise = " + sigma*randn()" if lif.noise == "membrane" and lif.noise_std > 0 else ""
+    if lif.model == "cuba_lif":
+        g.run_regularly(f"I_syn += I_in{noise}", when="before_groups", clock=clock, name=f"np_{sname}_jump_*")
+    elif noise:
+        g.run_regularly(f"I_in += {noise[3:]}", when="before_groups", clock=clock, name=f"np_{sname}_noise_*")
+    g.run_regularly("I_in = i_ext", when="after_groups", clock=clock, name=f"np_{sname}_consume_*")
+    return g
+
+
+def _plastic_synapses(b2, spec, pr, src, tgt, clock, sname, pl: _Plasticity, dopamine):
+    import torch
+
+    from ..traces.kernels import cascade_transition, decay_rate, normalization_scale
+
+    dt, n = spec.dt, pl.order
+    delay_steps = pl.delay / dt
+    a = decay_rate(n, delay_steps)
+    M = cascade_transition(n, delay_steps, dtype=torch.float64).numpy()
+    scale = normalization_scale("cascade", pl.normalize, n, delay_steps)
+    sign = SIGNS[spec.population(pr.pre).sign]
+    eqs = ["w : 1", "dx/dt = -x/tau_plus : 1 (clock-driven)", "dy/dt = -y/tau_minus : 1 (clock-driven)",
+           "ds1/dt = -ca*s1 : 1 (clock-driven)"]
+    eqs += [f"ds{k}/dt = -ca*s{k} + cb*s{k - 1} : 1 (clock-driven)" for k in range(2, n + 1)]
+    d = np.zeros(1) if dopamine is None else dopamine
+    ns = {"tau_plus": pl.tau_plus * b2.second, "tau_minus": pl.tau_minus * b2.second,
+          "ca": a / dt * b2.Hz, "cb": 1.0 / dt * b2.Hz,
+          "decay_plus": math.exp(-dt / pl.tau_plus), "decay_minus": math.exp(-dt / pl.tau_minus),
+          "a_plus": pl.a_plus, "a_minus": pl.a_minus, "lr": pl.lr, "e_scale": scale, "sgn": sign,
+          "w_lo": pr.w_min, "w_hi": min(pr.w_max, 1e300),
+          "dopamine": b2.TimedArray(d, dt=dt * b2.second, name=f"np_dopamine_{sname}_*")}
+    ns.update({f"m_{k}": float(M[k, 0]) for k in range(n)})
+    S = b2.Synapses(src, tgt, model="\n".join(eqs),
+                    on_pre={"pre": "I_in_post += w", "pre_c": "s1 -= a_minus*y", "pre_x": "x += 1"},
+                    on_post={"post_c": "s1 += a_plus*x", "post_y": "y += 1"},
+                    method=_cascade_updater(n), clock=clock, namespace=ns, name=f"np_{sname}_*")
+    S.pre_c.order = S.post_c.order = _ORDER_COINCIDENCE
+    S.pre_x.order = S.post_y.order = _ORDER_TRACES
+    S.pre.order = _ORDER_TRANSMIT
+    S.run_regularly(f"w = sgn*clip(sgn*(w + lr*dopamine(t)*(e_scale*s{n})), w_lo, w_hi)", when="synapses",
+                    order=_ORDER_WEIGHT, clock=clock, name=f"np_{sname}_weight_*")
+    return S, scale
+
+
+def run_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: Mapping[str, Any] | None = None,
+               input_spikes: Mapping[str, Any] | None = None, dopamine: Any = None,
+               monitors: Iterable[Any] | None = None, target: str = "numpy", *, seed: int = 0,
+               steps: int | None = None, float_dtype: Any = np.float32) -> dict[str, np.ndarray]:
+    """Build (:func:`to_brian2`, same arguments), run ``steps`` steps and return the recordings
+    (layout of the torch ``recordings.npz``; state values as ``float_dtype``)."""
+    model = to_brian2(spec, weights, plasticity, input_spikes, dopamine, monitors, target, seed=seed, steps=steps)
+    try:
+        model.run()
+        return model.recordings(float_dtype)
+    finally:
+        if target == "cpp_standalone":
+            _reset_standalone(_b2(), model.directory)
+
+
+def save_recordings(recordings: Mapping[str, np.ndarray], path: str | Path) -> Path:
+    """Write recordings to ``path`` (``.npz``, or a directory: ``<dir>/recordings.npz``) with the
+    torch monitors' writer (:func:`neuroprobe.monitors.save_recordings`, atomic); returns the path."""
+    try:
+        from ..monitors import save_recordings as _write
+    except ImportError:  # pragma: no cover - monitors module absent
+        path = Path(path)
+        if path.is_dir():
+            path = path / "recordings.npz"
+        np.savez_compressed(path, **{k: np.asarray(v) for k, v in recordings.items()})
+        return path
+    return _write(path, recordings)

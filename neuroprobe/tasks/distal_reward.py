@@ -1,0 +1,98 @@
+"""The distal reward problem (Izhikevich 2007, Cerebral Cortex 17:2443) as a protocol on a network.
+
+One synapse s* = (i → j) of a recurrent projection is chosen. Whenever neuron j fires within
+``window`` seconds after neuron i (a pre→post coincidence of the rewarded synapse), a reward is
+scheduled ``U(delay_min, delay_max)`` seconds later, amid the ongoing activity of the whole
+network. Each delivered reward increments the dopamine concentration, which decays with
+``dopamine_tau``:
+
+    d ← d · exp(−dt/τ_d) + amp · (#rewards delivered this step)
+
+The learner (R-STDP with an eligibility trace) must make w_{s*} grow well above the other
+synapses although every synapse's coincidences are rewarded at random times too.
+
+Batch: B independent trials (seeds), each with its own rewarded synapse (``rewarded`` (B,)) and
+its own pending rewards. Tensors: spikes (B, N); dopamine (B,).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+
+__all__ = ["DistalReward"]
+
+
+class DistalReward:
+    """Reward protocol for one rewarded synapse per trial.
+
+    Args:
+        pre, post: (B,) neuron indices (in the pre and post populations) of each trial's rewarded synapse.
+        dt: step (s). window: coincidence window (s). delay_min, delay_max: reward delay range (s).
+        dopamine_tau: decay of d (s). dopamine_amp: increment per reward.
+        generator: draws the reward delays.
+    """
+
+    def __init__(self, pre: Tensor, post: Tensor, dt: float, window: float = 10e-3, delay_min: float = 1.0,
+                 delay_max: float = 3.0, dopamine_tau: float = 0.2, dopamine_amp: float = 0.5,
+                 generator: torch.Generator | None = None):
+        if not 0 <= delay_min <= delay_max:
+            raise ConfigError(f"task.delay_min/delay_max = {delay_min}, {delay_max}: need 0 <= min <= max (s)")
+        if window <= 0 or dopamine_tau <= 0:
+            raise ConfigError("task.window and task.dopamine_tau must be > 0 s")
+        self.pre, self.post = pre.long(), post.long()
+        self.B = self.pre.numel()
+        self.dt, self.window = float(dt), float(window)
+        self.delay_min, self.delay_max = float(delay_min), float(delay_max)
+        self.decay = math.exp(-dt / dopamine_tau)
+        self.amp = float(dopamine_amp)
+        self.generator = generator
+        self.step_index = 0
+        self.last_pre = torch.full((self.B,), -10**9, dtype=torch.long)  # step of the last pre spike
+        self.pending: list[list[int]] = [[] for _ in range(self.B)]  # reward steps scheduled per trial
+        self.dopamine = torch.zeros(self.B, dtype=torch.float64)
+        self.coincidences = torch.zeros(self.B, dtype=torch.long)
+        self.rewards = torch.zeros(self.B, dtype=torch.long)
+
+    def step(self, z_pre: Tensor, z_post: Tensor) -> Tensor:
+        """Observe the step's spikes of the pre and post populations (B, N); returns dopamine (B,)."""
+        t = self.step_index
+        b = torch.arange(self.B)
+        pre_fired = z_pre[b, self.pre].detach().cpu() > 0
+        post_fired = z_post[b, self.post].detach().cpu() > 0
+        lag = t - self.last_pre
+        hit = post_fired & (lag > 0) & (lag * self.dt <= self.window + 1e-12)
+        self.last_pre = torch.where(pre_fired, torch.full_like(self.last_pre, t), self.last_pre)
+        if hit.any():
+            for k in hit.nonzero().flatten().tolist():
+                u = float(torch.rand((), generator=self.generator, dtype=torch.float64))
+                delay = self.delay_min + (self.delay_max - self.delay_min) * u
+                self.pending[k].append(t + max(1, int(round(delay / self.dt))))
+                self.coincidences[k] += 1
+                self.last_pre[k] = -10**9  # one reward per pairing
+        delivered = torch.zeros(self.B, dtype=torch.float64)
+        for k in range(self.B):
+            if self.pending[k] and min(self.pending[k]) <= t:
+                due = [s for s in self.pending[k] if s <= t]
+                self.pending[k] = [s for s in self.pending[k] if s > t]
+                delivered[k] = len(due)
+        self.rewards += delivered.long()
+        self.dopamine = self.dopamine * self.decay + self.amp * delivered
+        self.step_index += 1
+        return self.dopamine
+
+    def state_dict(self) -> dict:
+        return {"step_index": self.step_index, "last_pre": self.last_pre.clone(), "pending": [list(p) for p in self.pending],
+                "dopamine": self.dopamine.clone(), "coincidences": self.coincidences.clone(),
+                "rewards": self.rewards.clone()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.step_index = s["step_index"]
+        self.last_pre = s["last_pre"].clone()
+        self.pending = [list(p) for p in s["pending"]]
+        self.dopamine = s["dopamine"].clone()
+        self.coincidences = s["coincidences"].clone()
+        self.rewards = s["rewards"].clone()
