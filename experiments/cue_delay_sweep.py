@@ -42,8 +42,11 @@ def run_dir(out: Path, cfg: str, d: int, seed: int) -> Path:
 
 
 def run_all(args, out: Path, branches: int) -> None:
+    # probe first: its runs are short and set the budget; the long baseline runs come after
+    order = ["probe"] + [k for k in RULES if k != "probe"]
     for d in args.delays:
-        for label, (cfg, cost) in RULES.items():
+        for label in order:
+            cfg, cost = RULES[label]
             episodes = args.windows if cost is None else args.windows * branches // cost
             for seed in (args.probe_seeds if cost is None else [0]):  # baselines: 5 seeds batched in one run
                 rd = run_dir(out, cfg, d, seed)

@@ -91,7 +91,7 @@ def scheduler_stats(sets: list[str], windows: int = 50) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, nargs="*", default=[0, 1, 2])
-    ap.add_argument("--windows", type=int, default=200, help="probe windows (episodes) per seed")
+    ap.add_argument("--windows", type=int, default=150, help="probe windows (episodes) per seed")
     ap.add_argument("--episodes", type=int, default=1000, help="episodes for baselines that must be run here")
     ap.add_argument("--budgets", type=float, nargs="*", default=[2e4, 1.2e5, 1.2e6],
                     help="forward-pass budgets per seed at which final returns are compared")

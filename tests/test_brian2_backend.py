@@ -60,7 +60,8 @@ def input_spikes(steps: int = T, seed: int = 0) -> np.ndarray:
 
 def torch_run(spec, x, plasticity=None, dopamine=None, seed=0):
     """The torch engine (float64) with optional cascade R-STDP; returns spikes, v, eligibility, weights."""
-    net = SpikingNetwork(spec, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    net = SpikingNetwork(spec, generator=torch.Generator().manual_seed(seed), dtype=torch.float64,
+                         propagation="dense")  # same sums as "event", faster here
     w0 = {p.name: p.weight.detach().clone() for p in net.projections}
     rule = proj = None
     if plasticity is not None:
@@ -114,7 +115,7 @@ def lif_runs():
     spec = make_spec("torch")
     x = input_spikes()
     ref, net, _ = torch_run(spec, x)
-    mons = [f"{v}/{n}" for n in ("exc", "inh", "box", "refr", "boxr") for v in ("v", "i")] + ["rho/refr"]
+    mons = [f"v/{n}" for n in ("exc", "inh", "box", "refr", "boxr")] + ["i/exc", "i/box", "i/refr", "rho/refr"]
     rec = run_brian2(net, input_spikes={"inp": x}, monitors=mons, float_dtype=np.float64)
     return spec, x, ref, net, rec
 
@@ -132,7 +133,8 @@ def test_lif_network_matches_torch_engine(lif_runs):
         # identical spikes here, so the voltages and currents agree to rounding
         np.testing.assert_array_equal(ref["spikes"][n], zb)
         np.testing.assert_allclose(rec[f"v/{n}"], ref["v"][n], rtol=0, atol=1e-9)
-        np.testing.assert_allclose(rec[f"i/{n}"], ref["i"][n], rtol=0, atol=1e-9)
+        if f"i/{n}" in rec:
+            np.testing.assert_allclose(rec[f"i/{n}"], ref["i"][n], rtol=0, atol=1e-9)
     # refractoriness (norse counter): no spike within t_ref after a spike, and the same counter
     R = spec.population("refr").lif.refractory_steps
     for j in range(20):
@@ -145,7 +147,7 @@ def test_lif_network_matches_torch_engine(lif_runs):
 def test_norse_engine_agrees_too(lif_runs):
     spec, x, ref, net, rec = lif_runs
     pytest.importorskip("norse")
-    steps = 1000  # norse's cells are slower on tiny tensors; the first half of the same run
+    steps = 600  # norse's cells are slower on tiny tensors; the first half of the same run
     ref_n, _, _ = torch_run(make_spec("norse"), x[:steps])
     for n in ("exc", "inh", "box", "refr", "boxr"):
         assert compare_spikes(ref_n["spikes"][n], rec[f"spikes/{n}"][:steps]) <= 1
@@ -174,7 +176,7 @@ def test_cascade_eligibility_matches_torch(lif_runs, order, normalize):
     from neuroprobe.rules.rstdp import CascadeRSTDP
 
     spec, x, ref, net, _ = lif_runs
-    steps = 1000
+    steps = 600
     pl = rstdp(order, normalize)
     rec = run_brian2(net, plasticity=pl, input_spikes={"inp": x[:steps]}, float_dtype=np.float64)
     z = ref["spikes"]["exc"][:steps]
@@ -193,10 +195,10 @@ def test_cascade_eligibility_matches_torch(lif_runs, order, normalize):
 
 
 def test_plastic_run_with_dopamine_matches_torch():
-    steps = 1000
+    steps = 800
     spec, x = make_spec("torch"), input_spikes(steps, seed=1)
     pl = rstdp(2)
-    d = np.sin(np.arange(steps) * 2 * math.pi / 500.0)  # positive and negative dopamine
+    d = np.sin(np.arange(steps) * 2 * math.pi / 400.0)  # positive and negative dopamine
     ref, net, w0 = torch_run(spec, x, pl, dopamine=d)
     # the torch run changed net's weights: start Brian2 from the initial ones
     rec = run_brian2(net, weights=w0, plasticity=pl, input_spikes={"inp": x}, dopamine=d, float_dtype=np.float64,
@@ -222,6 +224,15 @@ def test_bad_target_and_plasticity_keys():
         assert "\n" not in str(ei.value)
     with pytest.raises(ConfigError, match="'input' population"):
         to_brian2(spec)
+
+
+def test_cython_target_without_a_compiler_is_a_config_error(monkeypatch):
+    from brian2.codegen.runtime.cython_rt import CythonCodeObject
+
+    monkeypatch.setattr(CythonCodeObject, "is_available", classmethod(lambda cls: False))
+    with pytest.raises(ConfigError, match="target 'cython'") as ei:
+        to_brian2(make_spec("torch"), input_spikes={"inp": input_spikes(10)}, target="cython")
+    assert "\n" not in str(ei.value)
 
 
 def test_missing_brian2_is_a_one_line_config_error(monkeypatch):

@@ -15,7 +15,7 @@ Model (dimensionless voltages and currents, times in seconds; one Brian2 ``Clock
 
     CubaLIF:  dv/dt = (v_leak - v + I_syn)/tau_mem : 1 (unless refractory)
               dI_syn/dt = -I_syn/tau_syn           : 1  (torch's "i"; "i" is Brian2's index)
-              I_in                             : 1      (synaptic jumps of this step)
+              I_in                                 : 1  (jumps of this step: Σ w of arriving spikes + i_ext)
     LIF:      dv/dt = (I_in + v_leak - v)/tau_mem : 1 (unless refractory)
               I_in                                : 1
     threshold "v > v_th", reset "v = v_reset", method "euler"; synapses: on_pre "I_in_post += w".
@@ -43,7 +43,7 @@ time ``t·dt``; a spike of torch step ``t`` is a Brian2 spike at ``t·dt``)::
 The one-step synaptic delay of the torch engine (projections deliver the spikes of step t−1) comes
 from the schedule itself: synapses act in slot "synapses" of step t, *after* the state update of
 step t, so the jump ``I_in`` (zero Brian2 delay) is consumed by the state update of step t+1.
-Accumulating jumps in ``I_in`` and adding them to ``i`` just before the state update reproduces
+Accumulating jumps in ``I_in`` and adding them to ``I_syn`` just before the state update reproduces
 norse's ``i' = i + i_in`` followed by Euler with ``i'``; Brian2's explicit Euler evaluates both
 right-hand sides with the old values, as norse does, so the update is the same expression (equal
 to a few ulp: sympy orders the terms differently).
@@ -66,7 +66,7 @@ with ``ca = a/dt`` (a = (n−1)/delay_steps; order 1: 1/delay_steps) and ``cb = 
 cascade's ``A = −aI + S`` per second. These linear equations are integrated exactly by a closed
 form (``M = expm(A)``, lower triangular ``M[i, j] = e^{−a}/(i−j)!``, the coefficients of
 :func:`~neuroprobe.traces.kernels.cascade_transition`): Brian2's symbolic "exact" integrator gives
-the same update but takes ~50 s of sympy for order 6. Coincidences are added to ``s1`` by the
+the same update but spends tens of seconds in sympy for order 6. Coincidences are added to ``s1`` by the
 pathways ``pre_c`` (``s1 -= a_minus*y``) and ``post_c`` (``s1 += a_plus*x``) before the trace
 increments (``pre_x``, ``post_y``): a pre and a post spike in the same step do not pair. The weight
 update runs every step after them and before the transmission pathway ``pre``, so the spikes of
@@ -74,9 +74,18 @@ step t are transmitted with the weight updated at step t, as in the torch loop (
 update, then the next step propagates). The dopamine is a ``TimedArray`` ``d(t)`` of one value per
 step.
 
-Targets: "numpy" (default) and "cython" (runtime code generation; raises ConfigError if Cython
-cannot compile here), and "cpp_standalone" (compiles a C++ project in a temporary directory; one
-``run`` per model).
+"input" populations are ``SpikeGeneratorGroup`` s (spike of step t at t·dt, emitted in the
+thresholds slot like a LIF spike); "poisson" populations are ``PoissonGroup`` s with the per-step
+probability of the torch engine, 1 − exp(−rate·dt) (different random numbers, same statistics; so
+are membrane noise ``σ·randn()`` and escape noise, a threshold ``rand() < p(v)``).
+
+Targets: "numpy" (default) and "cython" (runtime code generation, also used for the code run while
+building; raises ConfigError if Cython cannot compile here; the first run compiles every code object,
+minutes, then cached in ~/.cython), and "cpp_standalone" (compiles a C++ project in a temporary
+directory, minutes; one ``run`` per model; Brian2 is set back to its runtime device afterwards).
+
+Brian2 logs every generated code object at DEBUG level: under a handler that formats everything
+(pytest's log capture) this slows a run several-fold; raise the "brian2" logger's level there.
 """
 from __future__ import annotations
 
@@ -423,12 +432,14 @@ def _cascade_updater(order: int):
 
 
 def _reset_standalone(b2, directory: str | None) -> None:
+    """Back to Brian2's runtime device after a cpp_standalone model (its project directory removed)."""
+    from brian2.devices.device import reset_device
+
     try:
         b2.device.reinit()
-        b2.device.activate()
     except Exception:
         pass
-    b2.reset_device("runtime")
+    reset_device("runtime")
     if directory:
         shutil.rmtree(directory, ignore_errors=True)
 
@@ -449,7 +460,11 @@ def to_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: M
             ``normalize`` ("peak" default | "area" | None), ``tau_plus``, ``tau_minus`` (s),
             ``a_plus``, ``a_minus``, ``lr``.
         input_spikes: per "input" population its spikes (T, N) in {0, 1} (required for each).
-        dopamine: (T,) third factor per step (default 0: eligibility only, weights fixed).
+        dopamine: (T,) third factor per step (default 0: eligibility only, weights fixed); or a
+            callable ``f(step, spikes) -> float`` for closed-loop tasks (runtime targets only),
+            called every step after the thresholds with ``spikes`` {population: indices of the
+            neurons that spiked in this step}; its value gates this step's weight update
+            (what the torch loop does with the task's dopamine).
         monitors: extra recordings: ``"v/exc"``, ``(variable, target, indices)``, dicts with keys
             variable/population/indices/every, or neuroprobe.monitors monitors. Variables "v", "i",
             "rho" (LIF populations), "eligibility", "weight" (projections; indices = synapses),
@@ -496,7 +511,9 @@ def to_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: M
                 raise ConfigError(f"input_spikes[{name!r}]: values must be 0 or 1 (one spike per neuron and step)")
             input_spikes[name] = x
             lengths.add(x.shape[0])
-    if dopamine is not None:
+    if callable(dopamine) and target == "cpp_standalone":
+        raise ConfigError("a closed-loop dopamine callable needs a runtime target ('numpy' or 'cython')")
+    if dopamine is not None and not callable(dopamine):
         dopamine = _as_numpy(dopamine).astype(np.float64).ravel()
         lengths.add(dopamine.shape[0])
         if dopamine.size == 0 or not np.isfinite(dopamine).all():
@@ -519,12 +536,17 @@ def to_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: M
     if target == "cpp_standalone":
         directory = tempfile.mkdtemp(prefix="neuroprobe_brian2_")
         b2.set_device("cpp_standalone", directory=directory, build_on_run=True, with_output=False)
+    old_target = b2.prefs.codegen.target
+    if target != "cpp_standalone":  # also for the code run while building (connect, assignments)
+        b2.prefs.codegen.target = target
     try:
         model = _build(b2, spec, pops, conn, plastic, input_spikes, dopamine, requested, target, steps, directory)
     except Exception:
         if target == "cpp_standalone":
             _reset_standalone(b2, directory)
         raise
+    finally:
+        b2.prefs.codegen.target = old_target
     return model
 
 
@@ -541,8 +563,9 @@ def _build(b2, spec, pops, conn, plastic, input_spikes, dopamine, requested, tar
             g = b2.SpikeGeneratorGroup(p.size, n_idx.astype(np.int64), t_idx.astype(np.float64) * dt * second,
                                        clock=clock, name=f"np_{sname}_*")
         elif p.kind == "poisson":
-            # P(spike) = 1 − exp(−rate·dt) per step as the torch engine (Brian2: rate·dt; equal to first order)
-            g = b2.PoissonGroup(p.size, rates=p.rate * b2.Hz, clock=clock, name=f"np_{sname}_*")
+            # Brian2 spikes with probability rates·dt per step; the torch engine with 1 − exp(−rate·dt)
+            g = b2.PoissonGroup(p.size, rates=-math.expm1(-p.rate * dt) / dt * b2.Hz, clock=clock,
+                                name=f"np_{sname}_*")
         else:
             g = _lif_group(b2, p, clock, sname)
         groups[name] = g
@@ -593,6 +616,8 @@ def _build(b2, spec, pops, conn, plastic, input_spikes, dopamine, requested, tar
                               name=f"np_mon_{_safe(key)}_*")
         state_monitors[key] = (mon, bvar, cols, every, sc)
         objects.append(mon)
+    if callable(dopamine) and plastic is not None:
+        objects.append(_closed_loop(b2, groups, pops, syns[plastic.projection], dopamine, clock))
     network = b2.Network(*objects, name="np_network_*")
     return Brian2Model(network=network, groups=groups, synapses=syns, spec=spec, target=target, steps=steps,
                        plasticity=plastic, cascade_scale=scale, spike_monitors=spike_monitors,
@@ -647,7 +672,8 @@ def _plastic_synapses(b2, spec, pr, src, tgt, clock, sname, pl: _Plasticity, dop
     eqs = ["w : 1", "dx/dt = -x/tau_plus : 1 (clock-driven)", "dy/dt = -y/tau_minus : 1 (clock-driven)",
            "ds1/dt = -ca*s1 : 1 (clock-driven)"]
     eqs += [f"ds{k}/dt = -ca*s{k} + cb*s{k - 1} : 1 (clock-driven)" for k in range(2, n + 1)]
-    d = np.zeros(1) if dopamine is None else dopamine
+    closed = callable(dopamine)
+    d = np.zeros(1) if dopamine is None or closed else dopamine
     ns = {"tau_plus": pl.tau_plus * b2.second, "tau_minus": pl.tau_minus * b2.second,
           "ca": a / dt * b2.Hz, "cb": 1.0 / dt * b2.Hz,
           "decay_plus": math.exp(-dt / pl.tau_plus), "decay_minus": math.exp(-dt / pl.tau_minus),
@@ -655,6 +681,8 @@ def _plastic_synapses(b2, spec, pr, src, tgt, clock, sname, pl: _Plasticity, dop
           "w_lo": pr.w_min, "w_hi": min(pr.w_max, 1e300),
           "dopamine": b2.TimedArray(d, dt=dt * b2.second, name=f"np_dopamine_{sname}_*")}
     ns.update({f"m_{k}": float(M[k, 0]) for k in range(n)})
+    if closed:
+        eqs.append("d_now : 1 (shared)")  # set every step by the closed-loop task (_closed_loop)
     S = b2.Synapses(src, tgt, model="\n".join(eqs),
                     on_pre={"pre": "I_in_post += w", "pre_c": "s1 -= a_minus*y", "pre_x": "x += 1"},
                     on_post={"post_c": "s1 += a_plus*x", "post_y": "y += 1"},
@@ -662,9 +690,28 @@ def _plastic_synapses(b2, spec, pr, src, tgt, clock, sname, pl: _Plasticity, dop
     S.pre_c.order = S.post_c.order = _ORDER_COINCIDENCE
     S.pre_x.order = S.post_y.order = _ORDER_TRACES
     S.pre.order = _ORDER_TRANSMIT
-    S.run_regularly(f"w = sgn*clip(sgn*(w + lr*dopamine(t)*(e_scale*s{n})), w_lo, w_hi)", when="synapses",
+    d_expr = "d_now" if closed else "dopamine(t)"
+    S.run_regularly(f"w = sgn*clip(sgn*(w + lr*{d_expr}*(e_scale*s{n})), w_lo, w_hi)", when="synapses",
                     order=_ORDER_WEIGHT, clock=clock, name=f"np_{sname}_weight_*")
     return S, scale
+
+
+def _closed_loop(b2, groups, pops, S, fn, clock):
+    """A network_operation after the thresholds of every step: reads the step's spikes of every
+    LIF population from Brian2's spike space and sets the plastic synapses' ``d_now`` to
+    ``fn(step, spikes)`` before their weight update (slot "synapses") of the same step."""
+    lif = {n: g for n, g in groups.items() if pops[n].kind == "lif"}
+    state = {"step": 0}
+
+    def op():
+        spikes = {}
+        for n, g in lif.items():
+            space = g.variables["_spikespace"].get_value()
+            spikes[n] = np.asarray(space[: int(space[-1])], dtype=np.int64)
+        S.d_now = float(fn(state["step"], spikes))
+        state["step"] += 1
+
+    return b2.NetworkOperation(op, when="thresholds", order=100, clock=clock, name="np_closed_loop_*")
 
 
 def run_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: Mapping[str, Any] | None = None,
