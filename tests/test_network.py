@@ -20,7 +20,9 @@ from neuroprobe.network import (
 )
 
 ROOT = Path(__file__).resolve().parents[1]
-MODEL_FILES = sorted((ROOT / "models").glob("*.toml"))
+ALL_MODEL_FILES = sorted((ROOT / "models").glob("*.toml"))
+MODEL_FILES = [p for p in ALL_MODEL_FILES if "[[population]]" not in p.read_text()]  # rate models
+SPIKING_MODEL_FILES = [p for p in ALL_MODEL_FILES if p not in MODEL_FILES]
 F64 = torch.float64
 
 
@@ -207,6 +209,17 @@ def test_noise_broadcasts_over_passes_and_has_requested_std():
 
 
 # ----------------------------------------------------------------------------------- TOML models
+
+
+@pytest.mark.parametrize("path", SPIKING_MODEL_FILES, ids=[p.name for p in SPIKING_MODEL_FILES])
+def test_every_spiking_model_file_loads(path):
+    from neuroprobe.spiking import SpikingNetwork, load_spiking_spec
+
+    raw = tomllib.loads(path.read_text())
+    spec = load_spiking_spec(path)
+    assert [p.name for p in spec.populations] == [p["name"] for p in raw["population"]]
+    net = SpikingNetwork(spec, torch.Generator().manual_seed(0))
+    assert len(net.projections) == len(raw.get("projection", []))
 
 
 @pytest.mark.parametrize("path", MODEL_FILES, ids=[p.name for p in MODEL_FILES])

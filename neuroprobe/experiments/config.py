@@ -295,7 +295,10 @@ def apply_overrides(raw: dict, overrides: list[str], src: str) -> dict:
             sec, sub = key.split(".", 1)
             if sec not in SECTIONS:
                 raise ConfigError(f"--set {key}: unknown section {sec!r}; allowed: {list(SECTIONS)}")
-            raw.setdefault(sec, {})[sub] = value
+            if sec == "model" and sub == "file":  # a model file replaces the whole table (also a resolved one)
+                raw["model"] = {"file": value}
+            else:
+                raw.setdefault(sec, {})[sub] = value
         elif key in TOP:
             raw[key] = value
         else:

@@ -32,7 +32,6 @@ resumed run ends with the same files as an uninterrupted one.
 """
 from __future__ import annotations
 
-import copy
 from collections import deque
 
 import torch
@@ -51,7 +50,7 @@ from .rundir import RunDir, learner_state, restore_learner
 COLUMNS = ["step", "accuracy", "train_loss", "train_accuracy", "forward_passes"]
 
 # one window whose labels have not arrived: (log-probabilities (B, S, C), A (B, M), probes or None)
-Pending = tuple[Tensor, Tensor, "list[ProbeDictionary] | None"]
+Pending = tuple[Tensor, Tensor, list[ProbeDictionary] | None]
 
 
 def branch_log_probs(rule: ProbeRule, x: Tensor, assignment: Tensor, generator: torch.Generator) -> Tensor:
@@ -82,17 +81,17 @@ def _unperturbed(values: Tensor, assignment: Tensor) -> float:
     return float(values[null].mean() if bool(null.any()) else values.mean())
 
 
-def _pending_state(pending: deque) -> list[dict]:
+def _pending_state(pending: deque[Pending]) -> list[dict]:
     return [{"logp": lp.clone(), "A": A.clone(), "probes": None if snap is None else [d.state_dict() for d in snap]}
             for lp, A, snap in pending]
 
 
-def _load_pending(state: list[dict], rule: ProbeRule) -> deque:
-    out: deque = deque()
+def _load_pending(state: list[dict], rule: ProbeRule) -> deque[Pending]:
+    out: deque[Pending] = deque()
     for e in state:
         snap = None
         if e["probes"] is not None:
-            snap = [copy.deepcopy(d) for d in rule.dictionaries]
+            snap = rule.snapshot_probes()  # same configuration; every state tensor is replaced below
             for d, s in zip(snap, e["probes"]):
                 d.load_state_dict(s)
         out.append((e["logp"].clone(), e["A"].clone(), snap))
@@ -115,7 +114,7 @@ def run_probe_supervised(cfg: dict, run: RunDir, resume: bool = False) -> dict:
     rule = rule_from_config(cfg, net)
     opt = build_optimizer(cfg, net)
     B = rule.branches
-    pending: deque = deque()  # windows whose labels are on their way, oldest first (at most D + 1)
+    pending: deque[Pending] = deque()  # windows whose labels are on their way, oldest first (at most D + 1)
     step, rows = 0, 0
     ckpt = run.load_checkpoint() if resume else None
     if ckpt is not None:

@@ -168,8 +168,19 @@ class ProbeRule:
         return self.scheduler.next()
 
     def snapshot_probes(self) -> list[ProbeDictionary]:
-        """Deep copies of the current window's dictionaries (one per layer), for a delayed :meth:`update`."""
-        return [copy.deepcopy(d) for d in self.dictionaries]
+        """Copies of the current window's dictionaries (one per layer), for a delayed :meth:`update`.
+
+        Every state tensor is cloned (``refresh`` may change some in place); the configuration is
+        shared. A deep copy, at a fraction of ``copy.deepcopy``'s cost.
+        """
+        snaps = []
+        for d in self.dictionaries:
+            s = copy.copy(d)
+            for k in ProbeDictionary._STATE:
+                t = getattr(d, k)
+                setattr(s, k, None if t is None else t.clone())
+            snaps.append(s)
+        return snaps
 
     def update(self, outcomes: Tensor, assignment: Tensor,
                dictionaries: list[ProbeDictionary] | None = None) -> list[Tensor]:
