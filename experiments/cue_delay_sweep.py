@@ -41,13 +41,22 @@ def run_dir(out: Path, cfg: str, d: int, seed: int) -> Path:
     return out / f"{cfg.split('_')[0]}_D{d}_s{seed}"
 
 
+def windows_for(args, d: int) -> int:
+    """Probe windows (the budget) at delay d: ``--windows`` holds one value, or one per delay."""
+    w = args.windows
+    if len(w) not in (1, len(args.delays)):
+        raise SystemExit(f"--windows: give one value or one per delay ({len(args.delays)})")
+    return w[0] if len(w) == 1 else w[args.delays.index(d)]
+
+
 def run_all(args, out: Path, branches: int) -> None:
     # probe first: its runs are short and set the budget; the long baseline runs come after
     order = ["probe"] + [k for k in RULES if k != "probe"]
     for d in args.delays:
         for label in order:
             cfg, cost = RULES[label]
-            episodes = args.windows if cost is None else args.windows * branches // cost
+            W = windows_for(args, d)
+            episodes = W if cost is None else W * branches // cost
             for seed in (args.probe_seeds if cost is None else [0]):  # baselines: 5 seeds batched in one run
                 rd = run_dir(out, cfg, d, seed)
                 if (rd / "summary.json").exists():
@@ -74,8 +83,8 @@ def report(args, out: Path) -> None:
     import matplotlib.pyplot as plt
 
     lines = [f"CueDelay-v0 (2 cues, cue 2 steps, delay 5 steps with 4 distractor channels, reward D steps after the "
-             f"decisive action). Equal budget: the probe rule's {args.windows} windows of B branches; every other "
-             "rule the same single-sample forward passes. Mean return of each seed's last 50 episodes (+1 correct, "
+             "decisive action). Equal budget: the probe rule's first W windows of B branches (W below); every "
+             "other rule the same single-sample forward passes (runs are cut at the budget). Mean return of each seed's last 50 episodes (+1 correct, "
              "−1 wrong, chance 0), mean ± sd over seeds (n); budget in forward passes per seed.", "",
              "| rule | " + " | ".join(f"D = {d}" for d in args.delays) + " |", "|---|" + "---|" * len(args.delays)]
     fig, axes = plt.subplots(1, len(args.delays), figsize=(4.2 * len(args.delays), 3.6), sharey=True, squeeze=False)
@@ -83,18 +92,25 @@ def report(args, out: Path) -> None:
     budgets = []
     for j, d in enumerate(args.delays):
         ax = axes[0, j]
+        W = windows_for(args, d)
+        probe_cfg = RULES["probe"][0]
+        probe_curves = [c for s in args.probe_seeds if (run_dir(out, probe_cfg, d, s) / "metrics.csv").exists()
+                        for c in curves(run_dir(out, probe_cfg, d, s), None)]
+        # the budget: forward passes of the probe's first W windows (median over its seeds)
+        budget = float(np.median([c[min(W, len(c)) - 1] for c, _ in probe_curves])) if probe_curves else np.inf
         for i, (label, (cfg, cost)) in enumerate(RULES.items()):
             per_seed = []
             for seed in (args.probe_seeds if cost is None else [0]):
                 rd = run_dir(out, cfg, d, seed)
                 if (rd / "metrics.csv").exists():
                     per_seed += curves(rd, cost)
-            finals = [float(r[-50:].mean()) for _, r in per_seed]
+            finals = [float(r[c <= budget][-50:].mean()) for c, r in per_seed if (c <= budget).any()]
             table.setdefault(label, []).append(
                 f"{np.mean(finals):.2f} ± {np.std(finals):.2f} ({len(finals)})" if finals else "—")
             if label == "probe" and per_seed:
-                budgets.append(f"D = {d}: {np.median([c[-1] for c, _ in per_seed]):.3g}")
+                budgets.append(f"D = {d}: {budget:.3g} ({W} probe windows)")
             for k, (c, r) in enumerate(per_seed):
+                c, r = c[c <= budget], r[c <= budget]
                 ax.plot(c, rolling_mean(r, 50), color=f"C{i}", lw=0.8, alpha=0.7, label=label if k == 0 else None)
         ax.set_title(f"reward {d} steps after the action")
         ax.set_xlabel("forward passes per seed")
@@ -120,7 +136,8 @@ def report(args, out: Path) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--delays", type=int, nargs="*", default=[5, 20, 100])
-    ap.add_argument("--windows", type=int, default=150, help="probe windows; sets every rule's budget")
+    ap.add_argument("--windows", type=int, nargs="*", default=[150],
+                    help="probe windows (one value, or one per delay); sets every rule's budget")
     ap.add_argument("--probe-seeds", type=int, nargs="*", default=[0, 1, 2, 3, 4])
     ap.add_argument("--out", default=str(ROOT / "runs" / "cue_delay_budget"))
     ap.add_argument("--report", default=str(ROOT / "docs" / "cue_delay.md"))

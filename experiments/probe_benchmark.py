@@ -129,7 +129,7 @@ def report(out: Path, args) -> None:
     methods: dict[str, list] = {}
     for label in PROBE_VARIANTS:
         runs = [out / "probe_bench" / f"{_slug(label)}-{s}" for s in args.seeds]
-        runs = [r for r in runs if (r / "metrics.csv").exists()]
+        runs = [r for r in runs if (r / "summary.json").exists()]  # finished runs only
         if runs:
             methods[label] = [c for r in runs for c in curves(r, None)]
     for label, _, per_step, rel in BASELINES:

@@ -119,7 +119,8 @@ def run_spiking_cartpole(cfg: dict, run: RunDir, resume: bool = False) -> dict:
             if metrics.rows // k_ckpt > last_ckpt // k_ckpt:
                 checkpoint()
                 last_ckpt = metrics.rows
-            bar.set_postfix_str(f"last-{len(recent)} return {np.mean(recent):.1f}")
+            if recent:
+                bar.set_postfix_str(f"last-{len(recent)} return {np.mean(recent):.1f}")
         checkpoint()
     finally:
         bar.close()
