@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields
+from functools import lru_cache
 from typing import NamedTuple
 
 import torch
@@ -135,31 +136,31 @@ def escape_probability(v: Tensor, p: LIFParameters) -> Tensor:
     return -torch.expm1(-p.dt * p.rho0 * torch.exp(((v - p.v_th) / p.delta_u).clamp(max=50.0)))
 
 
-def _torch_cuba(i_in: Tensor, v: Tensor, i: Tensor, p: LIFParameters, v_th: float) -> tuple[Tensor, Tensor, Tensor]:
-    # transcription of norse's lif_feed_forward_step (same operation order: bitwise equal)
-    i_new = i + i_in
-    dv = p.dt * (1.0 / p.tau_mem) * ((p.v_leak - v) + i_new)
-    v_d = v + dv
-    di = -p.dt * (1.0 / p.tau_syn) * i_new
-    i_d = i_new + di
-    z = torch.gt(v_d - v_th, 0.0).to(v.dtype)
-    return z, (1 - z) * v_d + z * p.v_reset, i_d
+class _Consts(NamedTuple):
+    """A population's step constants as norse computes them: 0-dim tensors of the state's dtype
+    and device (norse's parameter tensors; as operands they cost less than Python numbers and
+    round identically)."""
+
+    c_mem: Tensor  # dt * tau_mem_inv
+    c_syn: Tensor  # -dt * tau_syn_inv (0 for LIF)
+    v_leak: Tensor
+    v_th: Tensor  # inf with escape noise (no hard threshold)
+    v_reset: Tensor
+    rho_reset: Tensor
+    zero: Tensor
+    one: Tensor
+    noise_std: Tensor
+    v_leak_zero: bool
+    refractory: bool
 
 
-def _torch_box(i_in: Tensor, v: Tensor, p: LIFParameters, v_th: float) -> tuple[Tensor, Tensor]:
-    dv = p.dt * (1.0 / p.tau_mem) * (i_in + p.v_leak - v)
-    v_d = v + dv
-    z = torch.gt(v_d - v_th, 0.0).to(v.dtype)
-    return z, (1 - z) * v_d + z * p.v_reset
-
-
-def _torch_refractory(z: Tensor, v_new: Tensor, v_old: Tensor, rho: Tensor, rho_reset: int
-                      ) -> tuple[Tensor, Tensor, Tensor]:
-    mask = torch.gt(rho, 0.0).to(v_new.dtype)
-    v = (1 - mask) * v_new + mask * v_old
-    z = (1 - mask) * z
-    rho = (1 - z) * torch.relu(rho - mask) + z * rho_reset
-    return z, v, rho
+@lru_cache(maxsize=256)
+def _consts(p: LIFParameters, dtype: torch.dtype, device: torch.device) -> _Consts:
+    t = lambda x: torch.as_tensor(x, dtype=dtype, device=device)  # noqa: E731
+    c_syn = -p.dt * t(1.0 / p.tau_syn) if p.tau_syn > 0 else t(0.0)
+    v_th = math.inf if p.noise == "escape" else p.v_th
+    return _Consts(p.dt * t(1.0 / p.tau_mem), c_syn, t(p.v_leak), t(v_th), t(p.v_reset), t(float(p.refractory_steps)),
+                   t(0.0), t(1.0), t(p.noise_std), p.v_leak == 0.0, p.refractory_steps > 0)
 
 
 def lif_step(i_in: Tensor, state: LIFState, p: LIFParameters, engine: str | None = None,
@@ -183,22 +184,18 @@ def lif_step(i_in: Tensor, state: LIFState, p: LIFParameters, engine: str | None
         raise ConfigError(f"engine = {engine!r}: allowed {list(ENGINES)}")
     if engine == "norse":
         require_norse()
+    if engine == "torch":
+        return torch_step_fn(p, i_in.dtype, i_in.device)(i_in, state, generator)
     noise = None
     if p.noise == "membrane" and p.noise_std > 0:
         noise = p.noise_std * torch.randn(i_in.shape, generator=generator, dtype=i_in.dtype, device=i_in.device)
         i_in = i_in + noise
     v_th = math.inf if p.noise == "escape" else p.v_th  # escape: no hard threshold, spikes drawn below
     if p.model == "cuba_lif":
-        if engine == "norse":
-            z, v_new, i_new = cuba_step(i_in, state.v, state.i, 1.0 / p.tau_mem, 1.0 / p.tau_syn, p.v_leak, v_th,
-                                        p.v_reset, p.dt)
-        else:
-            z, v_new, i_new = _torch_cuba(i_in, state.v, state.i, p, v_th)
+        z, v_new, i_new = cuba_step(i_in, state.v, state.i, 1.0 / p.tau_mem, 1.0 / p.tau_syn, p.v_leak, v_th,
+                                    p.v_reset, p.dt)
     else:
-        if engine == "norse":
-            z, v_new = box_step(i_in, state.v, 1.0 / p.tau_mem, p.v_leak, v_th, p.v_reset, p.dt)
-        else:
-            z, v_new = _torch_box(i_in, state.v, p, v_th)
+        z, v_new = box_step(i_in, state.v, 1.0 / p.tau_mem, p.v_leak, v_th, p.v_reset, p.dt)
         i_new = state.i
     if p.noise == "escape":
         prob = escape_probability(v_new, p)  # v_new is the pre-threshold voltage here (no hard reset)
@@ -207,9 +204,60 @@ def lif_step(i_in: Tensor, state: LIFState, p: LIFParameters, engine: str | None
         v_new = (1 - z) * v_new + z * p.v_reset
     rho = state.rho
     if p.refractory_steps > 0:
-        refr = refractory_update if engine == "norse" else _torch_refractory
-        z, v_new, rho = refr(z, v_new, state.v, state.rho, p.refractory_steps)
+        z, v_new, rho = refractory_update(z, v_new, state.v, state.rho, p.refractory_steps)
     if p.noise == "escape":
         prob = prob * (state.rho <= 0).to(prob.dtype)  # a refractory neuron cannot spike: expectation 0
         noise = z - prob
     return z, LIFState(v_new, i_new, rho), noise
+
+
+@lru_cache(maxsize=256)
+def torch_step_fn(p: LIFParameters, dtype: torch.dtype, device: torch.device):
+    """The torch engine's step for one population, specialised once per (parameters, dtype,
+    device): ``fn(i_in, state, generator) -> (z, new_state, noise)``, the same as
+    ``lif_step(i_in, state, p, "torch", generator)``.
+
+    norse's equations with fewer kernels and the same values: spikes are kept as a bool mask
+    ``zb`` until the end; ``(1 − z) a + z b`` becomes ``where(zb, b, a)``; the refractory update
+    ``(1 − z) relu(rho − [rho > 0]) + z rho_reset`` becomes ``where(zb, rho_reset, max(rho − 1, 0))``
+    (equal for every rho); constants are norse's 0-dim parameter tensors."""
+    k = _consts(p, dtype, device)
+    c_mem, c_syn, v_leak, v_th, v_reset, rho_reset, zero, one, sigma = k[:9]
+    cuba, v_leak_zero, refractory = p.tau_syn > 0, k.v_leak_zero, k.refractory
+    membrane, escape = p.noise == "membrane" and p.noise_std > 0, p.noise == "escape"
+    gt, where, randn, sub, mul, add = torch.gt, torch.where, torch.randn, torch.sub, torch.mul, torch.add
+
+    def step(i_in: Tensor, state: LIFState, generator: torch.Generator | None = None
+             ) -> tuple[Tensor, LIFState, Tensor | None]:
+        v, i, rho = state
+        noise = None
+        if membrane:
+            noise = randn(i_in.shape, generator=generator, dtype=dtype, device=device).mul_(sigma)
+            i_in = i_in + noise
+        if cuba:  # lif_feed_forward_step
+            i_new = i + i_in
+            dv = (i_new - v) if v_leak_zero else sub(v_leak, v).add_(i_new)  # (0 - v) + i_new == i_new - v
+            v_d = dv.mul_(c_mem).add_(v)
+            i_new = mul(i_new, c_syn).add_(i_new)
+        else:  # lif_box_feed_forward_step
+            dv = (i_in - v) if v_leak_zero else add(i_in, v_leak).sub_(v)  # i_in + 0 == i_in
+            v_d = dv.mul_(c_mem).add_(v)
+            i_new = i
+        if escape:  # no hard threshold (v_th = inf): spikes drawn from the escape rate
+            prob = escape_probability(v_d, p)
+            zb = torch.rand(prob.shape, generator=generator, dtype=dtype, device=device) < prob
+        else:
+            zb = gt(v_d, v_th)  # == heaviside(v_d - v_th)
+        if refractory:
+            refr = gt(rho, zero)
+            zb = gt(zb, refr)  # zb and not refractory
+            v_new = where(zb, v_reset, where(refr, v, v_d))
+            rho = where(zb, rho_reset, sub(rho, one).clamp_min_(zero))
+        else:
+            v_new = where(zb, v_reset, v_d)
+        z = zb.to(dtype)
+        if escape:
+            noise = z - prob * (state.rho <= 0).to(dtype)  # a refractory neuron cannot spike: expectation 0
+        return z, LIFState(v_new, i_new, rho), noise
+
+    return step

@@ -30,7 +30,6 @@ from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
 from ..spiking.network import Projection
-from ..spiking.projection import expand_rows
 from ..traces.cascade import CascadeTrace
 
 __all__ = ["CascadeRSTDP", "stdp_coincidence", "stdp_coincidence_events"]
@@ -48,17 +47,40 @@ def stdp_coincidence_events(x_pre: Tensor, y_post: Tensor, z_pre: Tensor, z_post
     """Same as :func:`stdp_coincidence`, touching only the synapses of neurons that spiked
     (O(spikes × fan-in/out) instead of O(B·S)); pure. Returns dense (B, S)."""
     B, S = z_pre.shape[0], proj.n_synapses
-    c = torch.zeros(B * S, dtype=x_pre.dtype, device=x_pre.device)
-    b, j = z_post.nonzero(as_tuple=True)  # LTP: pre trace at post spikes
-    if b.numel():
-        k, brep, slot = expand_rows(proj.colptr, b, j)
-        syn = proj.by_post[slot]
-        c.index_add_(0, brep * S + syn, a_plus * x_pre[brep, proj.pre[syn]] * z_post[b, j][k])
-    b, i = z_pre.nonzero(as_tuple=True)  # LTD: post trace at pre spikes
-    if b.numel():
-        k, brep, syn = expand_rows(proj.rowptr, b, i)
-        c.index_add_(0, brep * S + syn, -a_minus * y_post[brep, proj.post[syn]] * z_pre[b, i][k])
-    return c.view(B, S)
+    c = torch.zeros(B, S + 1, dtype=x_pre.dtype, device=x_pre.device)  # column S: padding entries land there
+    _add_coincidences(c, x_pre, y_post, z_pre, z_post, proj, a_plus, a_minus)
+    c = c[:, :S]
+    return c if B == 1 else c.contiguous()
+
+
+def _add_coincidences(c: Tensor, x_pre: Tensor, y_post: Tensor, z_pre: Tensor, z_post: Tensor, proj: Projection,
+                      a_plus: float, a_minus: float) -> list[Tensor]:
+    """Add the step's coincidences into ``c`` (B, S + 1), zero on entry: first the LTP terms at post
+    spikes, then the LTD terms at pre spikes, each synapse's in that order (as the dense formula
+    ``a+ x z_post − a− y z_pre``). Uses the projection's padded synapse tables; padding entries
+    write to column S. Returns the flat indices written (to clear them again)."""
+    t = proj.event_tables()
+    B, S1 = c.shape
+    flat = c.view(-1)
+    written = []
+    for z, trace, amp, slot_table, other_table in ((z_post, x_pre, a_plus, t.in_slot, t.in_pre),  # LTP at post spikes
+                                                   (z_pre, y_post, -a_minus, t.out_slot, t.out_post)):  # LTD at pre
+        b, j = z.nonzero(as_tuple=True)
+        if not j.numel():
+            continue
+        idx = slot_table.index_select(0, j)  # (k, D) synapse slots, padding -> column S
+        partner = other_table.index_select(0, j)  # (k, D) the other end of each synapse
+        if B == 1:
+            tr = trace.reshape(-1).index_select(0, partner.view(-1)).view(idx.shape)
+            zj = z.reshape(-1).index_select(0, j)
+        else:
+            b1 = b[:, None]
+            tr = trace[b1, partner]
+            zj = z[b, j]
+            idx = idx + b1 * S1
+        flat.index_add_(0, idx.view(-1), (amp * tr * zj[:, None]).view(-1))
+        written.append(idx.view(-1))
+    return written
 
 
 class CascadeRSTDP:
@@ -98,25 +120,76 @@ class CascadeRSTDP:
         self.trace = CascadeTrace(self.order, self.delay / self.dt, (batch, projection.n_synapses),
                                   normalize=normalize, **kw)
         self.eligibility = torch.zeros(batch, projection.n_synapses, **kw)
+        self._cbuf = None  # (B, S + 1) coincidence buffer of the CPU path, zero between steps
+        self._state_bufs = None  # order >= 2: the two state-major trace buffers and the trace's current view
 
     def step(self, z_pre: Tensor, z_post: Tensor) -> Tensor:
-        """Advance traces and eligibility by one step; returns the eligibility (B, S)."""
+        """Advance traces and eligibility by one step; returns the eligibility (B, S).
+
+        On the CPU the coincidences are computed event-driven into a persistent zero buffer whose
+        touched entries are cleared again afterwards (no O(B·S) allocation per step); elsewhere
+        with the dense formula (no host synchronisation). Both give the same values."""
         p = self.projection
         self.x_pre.mul_(self.decay_plus)
         self.y_post.mul_(self.decay_minus)
-        c = stdp_coincidence_events(self.x_pre, self.y_post, z_pre, z_post, p, self.a_plus, self.a_minus)
+        if self.x_pre.device.type == "cpu":
+            S = p.n_synapses
+            buf = self._cbuf
+            if buf is None or buf.shape != (self.batch, S + 1) or buf.dtype != self.x_pre.dtype:
+                buf = self._cbuf = torch.zeros(self.batch, S + 1, dtype=self.x_pre.dtype)
+            written = _add_coincidences(buf, self.x_pre, self.y_post, z_pre, z_post, p, self.a_plus, self.a_minus)
+            self.x_pre.add_(z_pre)
+            self.y_post.add_(z_post)
+            self.eligibility = self._trace_step(buf[:, :S])
+            for idx in written:
+                buf.view(-1).index_fill_(0, idx, 0.0)
+            return self.eligibility
+        c = stdp_coincidence(self.x_pre, self.y_post, z_pre, z_post, p.pre, p.post, self.a_plus, self.a_minus)
         self.x_pre.add_(z_pre)
         self.y_post.add_(z_post)
-        self.eligibility = self.trace.step(c)
+        self.eligibility = self._trace_step(c)
         return self.eligibility
+
+    def _trace_step(self, u: Tensor) -> Tensor:
+        """``self.trace.step(u)`` computed in place: the same operations on the same values
+        (``M @ X`` as one GEMM on the state-major (order, B·S) state, ``+ u`` into sub-state 0,
+        ``scale ·`` the last), without allocating an O(order·B·S) state per step (order ≥ 2 keeps
+        two state buffers and swaps them). The trace's state stays a (B, S, order) view that its
+        own methods (``state_dict``, ``reset``, ``apply`` …) use as before; a state set from outside
+        (``reset``, ``load_state_dict``) is picked up. Other trace types use their ``step``."""
+        tr = self.trace
+        st = getattr(tr, "_state", None)
+        if type(tr) is not CascadeTrace or st is None or tuple(u.shape) != tr.shape or u.dtype != st.dtype:
+            return tr.step(u)
+        n = tr.order
+        if n == 1:
+            s = st[..., 0]
+            s.mul_(tr._transition[0, 0]).add_(u)  # state * beta, then + u (as cascade_step)
+            return s * tr.scale
+        bufs = self._state_bufs
+        if bufs is None or st is not bufs[2]:  # first step, or the trace's state was replaced
+            x = st.movedim(-1, 0).contiguous()  # state-major (order, B, S)
+            bufs = [x, torch.empty_like(x), None]
+        x, y = bufs[0], bufs[1]
+        torch.matmul(tr._transition, x.view(n, -1), out=y.view(n, -1))
+        y[0].add_(u)
+        tr._state = y.movedim(0, -1)
+        self._state_bufs = [y, x, tr._state]
+        return y[n - 1] * tr.scale
 
     def reinforce(self, dopamine: Tensor | float) -> None:
         """Write ``weight.grad = −d · e`` (d: scalar or (B,), the third factor of each trial)."""
-        w = self.projection.weight
+        w, e = self.projection.weight, self.eligibility
         d = torch.as_tensor(dopamine, dtype=w.dtype, device=w.device)
         d = d.reshape(-1, 1) if d.dim() == 1 else d
-        upd = d * self.eligibility  # (B, S)
-        g = -(upd if w.dim() == 2 else upd.sum(0))
+        if w.dim() == 2 or (e.shape[0] == 1 and d.numel() == 1):  # −(d·e) == e·(−d): one kernel, in place
+            a, b = (e, -d) if w.dim() == 2 else (e[0], -d.reshape(-1))
+            if w.grad is not None and w.grad.shape == w.shape and w.grad.dtype == w.dtype:
+                torch.mul(a, b, out=w.grad)
+            else:
+                w.grad = torch.mul(a, b).reshape(w.shape)
+            return
+        g = -((d * e).sum(0))  # shared weights, several trials: summed over trials
         w.grad = g if w.grad is None else w.grad.copy_(g)
 
     def state_dict(self) -> dict:

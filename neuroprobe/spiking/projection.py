@@ -4,21 +4,36 @@ A projection from a population of ``n_pre`` neurons to one of ``n_post`` stores 
 edge list sorted by presynaptic neuron (CSR by pre): ``pre`` (S,), ``post`` (S,), ``rowptr``
 (n_pre + 1,); weights are ``(S,)`` (shared by the batch) or ``(B, S)`` (one set per trial).
 
-Propagation, ``I_post[b, j] = Σ_{s: post_s = j} w[b, s] z_pre[b, pre_s]``, is computed two ways
-with the same result: ``"dense"`` gathers every synapse (O(B·S), best when many neurons spike) and
-``"event"`` touches only the synapses of neurons that spiked (O(#spikes × fan-out), best for sparse
-activity, as Brian2 does); ``"auto"`` picks by the fraction of active presynaptic neurons.
+Propagation, ``I_post[b, j] = Σ_{s: post_s = j} w[b, s] z_pre[b, pre_s]``, is computed several ways
+with the same result: ``"dense"`` gathers every synapse (O(B·S), no host synchronisation: the GPU
+choice for per-trial weights), ``"event"`` touches only the synapses of neurons that spiked
+(O(#spikes × fan-out), best for sparse activity on the CPU, as Brian2 does), ``"csr"`` multiplies
+by the weight matrix stored as a ``torch.sparse_csr_tensor`` (O(B·S) in one library call, no host
+synchronisation; not differentiable w.r.t. the weights, so "dense" is used instead when autograd
+records). ``"auto"`` picks: on the CPU "event" while the active fraction of presynaptic entries is
+below :data:`EVENT_FRACTION`, else "dense"; on other devices "dense" (no host synchronisation).
+``"dense"`` and ``"event"`` add each post neuron's inputs in the order of its synapses (by pre
+neuron), so they agree exactly; ``"csr"`` leaves the summation order to the sparse library
+(equal to rounding).
+
+:func:`propagate` is pure and caches nothing (``"csr"`` sorts the synapses by post neuron on every
+call); :class:`~neuroprobe.spiking.SpikingNetwork` keeps these structures between steps.
 """
 from __future__ import annotations
+
+import warnings
 
 import torch
 from torch import Tensor
 
 from ..errors import ConfigError, ShapeError
 
-__all__ = ["random_connectivity", "propagate", "csr_rowptr", "expand_rows", "PROPAGATION_METHODS"]
+__all__ = ["random_connectivity", "propagate", "csr_rowptr", "expand_rows", "PROPAGATION_METHODS",
+           "EVENT_FRACTION"]
 
-PROPAGATION_METHODS = ("auto", "dense", "event")
+PROPAGATION_METHODS = ("auto", "dense", "event", "csr")
+warnings.filterwarnings("ignore", message="Sparse CSR tensor support is in beta state")
+EVENT_FRACTION = 0.05  # "auto" on the CPU: event-driven below this fraction of active presynaptic entries
 
 
 def random_connectivity(n_pre: int, n_post: int, p: float, generator: torch.Generator | None = None,
@@ -58,14 +73,51 @@ def expand_rows(rowptr: Tensor, b: Tensor, i: Tensor) -> tuple[Tensor, Tensor, T
     """All entries of CSR rows ``i`` (one row per (b, i) pair): returns (k, brep, slot) with k the
     index of the pair each entry comes from, brep = b[k], and slot the entry's position in the
     edge arrays. O(number of entries); used for event-driven propagation and STDP."""
-    start, counts = rowptr[i], rowptr[i + 1] - rowptr[i]
-    total = int(counts.sum()) if counts.numel() else 0
-    k = torch.repeat_interleave(torch.arange(counts.numel(), device=rowptr.device), counts)
-    if total == 0:
-        return k, b[:0], k
-    slot = torch.arange(total, device=rowptr.device) + torch.repeat_interleave(start - (counts.cumsum(0) - counts),
-                                                                               counts)
+    start = rowptr[i]
+    counts = rowptr[i + 1] - start
+    k = torch.repeat_interleave(counts)  # == repeat_interleave(arange(len(i)), counts)
+    # entry e of pair k sits at start[k] + (e - first entry of pair k)
+    slot = torch.arange(k.numel(), device=rowptr.device) + (start - (counts.cumsum(0) - counts))[k]
     return k, b[k], slot
+
+
+def padded_rows(rowptr: Tensor, values: Tensor, pad: int) -> Tensor:
+    """(n_rows, D) table of CSR rows: row r holds ``values[rowptr[r]:rowptr[r+1]]`` in order,
+    then ``pad`` up to D = the longest row (at least 1). One gather of a table row replaces
+    :func:`expand_rows`' bookkeeping in the event-driven paths."""
+    counts = rowptr[1:] - rowptr[:-1]
+    D = max(int(counts.max()) if counts.numel() else 0, 1)
+    pos = torch.arange(D, device=rowptr.device)
+    idx = rowptr[:-1, None] + pos
+    valid = pos < counts[:, None]
+    if values.numel() == 0:
+        return torch.full(idx.shape, pad, dtype=values.dtype, device=values.device)
+    return torch.where(valid, values[idx.clamp(max=values.numel() - 1)], pad)
+
+
+def csr_matmul(z_pre: Tensor, colptr: Tensor, pre_by_post: Tensor, weight_by_post: Tensor, n_post: int) -> Tensor:
+    """(B, n_pre) activity -> (B, n_post) input through the weight matrix W (n_post, n_pre) given
+    in CSR (rows = post neurons: ``colptr``, column indices ``pre_by_post``, values
+    ``weight_by_post`` (S,) or (B, S), synapses grouped by post neuron). One sparse-dense product
+    for shared weights, one per trial for (B, S) weights."""
+    n_pre = z_pre.shape[1]
+    z = z_pre.to(weight_by_post.dtype)
+    if weight_by_post.dim() == 1:
+        W = torch.sparse_csr_tensor(colptr, pre_by_post, weight_by_post, (n_post, n_pre), check_invariants=False)
+        return (W @ z.T).T
+    rows = [torch.sparse_csr_tensor(colptr, pre_by_post, weight_by_post[b], (n_post, n_pre), check_invariants=False)
+            @ z[b] for b in range(z.shape[0])]
+    return torch.stack(rows)
+
+
+def _event(z_pre: Tensor, pre: Tensor, post: Tensor, weight: Tensor, n_post: int, rowptr: Tensor) -> Tensor:
+    B = z_pre.shape[0]
+    b, i = z_pre.nonzero(as_tuple=True)
+    k, brep, syn = expand_rows(rowptr, b, i)
+    amp = z_pre[b, i].to(weight.dtype)[k]
+    w = weight[syn] if weight.dim() == 1 else weight[brep, syn]
+    out = torch.zeros(B * n_post, dtype=weight.dtype, device=weight.device)
+    return out.index_add_(0, brep * n_post + post[syn], w * amp).view(B, n_post)
 
 
 def propagate(z_pre: Tensor, pre: Tensor, post: Tensor, weight: Tensor, n_post: int, rowptr: Tensor | None = None,
@@ -78,7 +130,7 @@ def propagate(z_pre: Tensor, pre: Tensor, post: Tensor, weight: Tensor, n_post: 
         weight: (S,) or (B, S).
         n_post: size of the post population.
         rowptr: (n_pre + 1,) from :func:`csr_rowptr` (needed by ``"event"``).
-        method: "auto" | "dense" | "event".
+        method: "auto" | "dense" | "event" | "csr" (see the module docstring).
 
     Returns:
         (B, n_post) input currents, dtype of ``weight``.
@@ -88,19 +140,19 @@ def propagate(z_pre: Tensor, pre: Tensor, post: Tensor, weight: Tensor, n_post: 
     B = z_pre.shape[0]
     if weight.dim() == 2 and weight.shape[0] != B:
         raise ShapeError(f"projection weight has batch {weight.shape[0]} but the spikes have batch {B}")
-    out = torch.zeros(B, n_post, dtype=weight.dtype, device=weight.device)
     if method == "auto":
-        method = "event" if rowptr is not None and bool((z_pre != 0).float().mean() < 0.05) else "dense"
+        method = "dense"
+        if rowptr is not None and z_pre.device.type == "cpu":  # counting is free of host syncs on the CPU
+            if int(torch.count_nonzero(z_pre)) < EVENT_FRACTION * z_pre.numel():
+                method = "event"
+    if method == "csr" and torch.is_grad_enabled() and weight.requires_grad:
+        method = "dense"  # sparse-CSR products do not propagate gradients to the values
     if method == "dense":
+        out = torch.zeros(B, n_post, dtype=weight.dtype, device=weight.device)
         return out.index_add_(1, post, z_pre[:, pre].to(weight.dtype) * weight)
+    if method == "csr":
+        order = torch.argsort(post, stable=True)  # synapses by post neuron, pre ascending within
+        return csr_matmul(z_pre, csr_rowptr(post[order], n_post), pre[order], weight[..., order], n_post)
     if rowptr is None:
         raise ConfigError("event-driven propagation needs the projection's rowptr")
-    b, i = z_pre.nonzero(as_tuple=True)
-    if b.numel() == 0:
-        return out
-    k, brep, syn = expand_rows(rowptr, b, i)
-    if syn.numel() == 0:
-        return out
-    amp = z_pre[b, i].to(weight.dtype)[k]
-    w = weight[syn] if weight.dim() == 1 else weight[brep, syn]
-    return out.view(-1).index_add_(0, brep * n_post + post[syn], w * amp).view(B, n_post)
+    return _event(z_pre, pre, post, weight, n_post, rowptr)
