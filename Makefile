@@ -4,6 +4,9 @@
 PYTHON ?= python3.11
 VENV ?= .venv
 TORCH_SPEC ?= torch==2.13.0
+# norse declares torchvision (which drags in a CUDA torch): installed without dependencies; its
+# real ones (nir, nirtorch) are in pyproject.toml
+NORSE_SPEC ?= norse==1.1.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
@@ -16,6 +19,7 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
 	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q --no-deps $(NORSE_SPEC)
 	touch $(STAMP)
 
 demo: $(STAMP)
@@ -26,6 +30,7 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cet_step.py
+	$(PY) benchmarks/bench_spiking.py --quick
 
 clean:
 	rm -rf runs .pytest_cache
