@@ -334,3 +334,35 @@ def test_cuda_matches_cpu():
         out[dev] = torch.stack(zs), torch.stack(vs)
     assert out["cpu"][0].sum() > 20 and torch.equal(out["cpu"][0], out["cuda"][0])
     torch.testing.assert_close(out["cpu"][1], out["cuda"][1], rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("order", [1, 3])
+def test_rule_in_place_trace_resumes_and_reinforce(order):
+    """The in-place eligibility update follows a state restored by load_state_dict or reset, and
+    reinforce writes −d·e (per-trial and shared weights, fresh and existing grad)."""
+    net = SpikingNetwork(_spec(with_input=False), torch.Generator().manual_seed(0), dtype=F64)
+    proj = net.projection("exc->exc")
+    rule = CascadeRSTDP(proj, 1, order=order, delay=0.01, dt=1e-3)
+    g = torch.Generator().manual_seed(7)
+    zs = [(_activity(1, 80, g, p=0.1), _activity(1, 80, g, p=0.1)) for _ in range(60)]
+    for zp, zq in zs[:30]:
+        rule.step(zp, zq)
+    saved = rule.state_dict()
+    first = [rule.step(zp, zq).clone() for zp, zq in zs[30:]]
+    rule.load_state_dict(saved)
+    assert all(torch.equal(rule.step(zp, zq), e) for (zp, zq), e in zip(zs[30:], first))
+    rule.trace.reset()
+    rule.x_pre.zero_(), rule.y_post.zero_()
+    fresh = CascadeRSTDP(proj, 1, order=order, delay=0.01, dt=1e-3)
+    assert all(torch.equal(rule.step(zp, zq), fresh.step(zp, zq)) for zp, zq in zs)
+    for w_batch, B in ((None, 1), (3, 3)):
+        if w_batch:
+            proj.weight = torch.nn.Parameter(proj.weight.detach().expand(w_batch, -1).clone())
+        r = CascadeRSTDP(proj, B, order=order, delay=0.01, dt=1e-3)
+        r.eligibility = torch.randn(B, proj.n_synapses, generator=g, dtype=F64)
+        for d in (torch.tensor(0.7, dtype=F64), torch.linspace(-1, 1, B, dtype=F64)):
+            proj.weight.grad = None
+            for _ in range(2):  # fresh grad, then written in place
+                r.reinforce(d)
+                want = -(d.reshape(-1, 1) * r.eligibility) if d.dim() else -(d * r.eligibility)
+                assert torch.equal(proj.weight.grad, want if w_batch else want.sum(0))
