@@ -13,7 +13,6 @@ by :func:`build_network`.
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -72,13 +71,9 @@ def spec_from_dict(d: dict, where: str = "model") -> NetworkSpec:
 
 def spec_from_toml(path: str | Path) -> NetworkSpec:
     """Load a network description from a TOML file (see ``models/``)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"model file {str(path)!r} not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"model file {str(path)!r} is not valid TOML: {e}") from None
+    from .tomlio import read_toml
+
+    data = read_toml(path, "model file")
     data = data.get("network", data)
     return spec_from_dict(data, where=str(path))
 

@@ -315,13 +315,10 @@ def apply_overrides(raw: dict, overrides: list[str], src: str) -> dict:
 
 def load_config(path: str | Path, overrides: list[str] | None = None, seed: int | None = None) -> dict:
     """Read, override and validate a TOML experiment config."""
+    from ..tomlio import read_toml
+
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found")
-    try:
-        raw = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
+    raw = read_toml(path, "config file")
     raw = apply_overrides(raw, overrides or [], str(path))
     if seed is not None:
         raw["seed"] = seed

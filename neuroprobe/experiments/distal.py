@@ -17,7 +17,6 @@ of a fixed sample of 200 others are always recorded every report (``weight/<proj
 """
 from __future__ import annotations
 
-import math
 
 import numpy as np
 import torch

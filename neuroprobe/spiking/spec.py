@@ -39,7 +39,6 @@ TOML layout (times in seconds, rates in Hz)::
 from __future__ import annotations
 
 import math
-import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -184,11 +183,7 @@ def spec_from_dict(d: dict[str, Any], src: str = "<network>") -> SpikingSpec:
 
 
 def load_spiking_spec(path: str | Path) -> SpikingSpec:
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"network file {str(path)!r} not found")
-    try:
-        data = tomllib.loads(path.read_text())
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML ({e})") from None
-    return spec_from_dict(data, src=str(path))
+    """Load and validate a spiking network description from a TOML file (see ``models/snn_*.toml``)."""
+    from ..tomlio import read_toml
+
+    return spec_from_dict(read_toml(path, "network file"), src=str(path))
