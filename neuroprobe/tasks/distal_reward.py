@@ -52,7 +52,10 @@ class DistalReward:
         self.generator = generator
         self.step_index = 0
         self.last_pre = torch.full((self.B,), -10**9, dtype=torch.long)  # step of the last pre spike
-        self.pending: list[list[int]] = [[] for _ in range(self.B)]  # reward steps scheduled per trial
+        # rewards scheduled per trial in a ring buffer over the longest delay: slot s % H holds the
+        # number of rewards due at step s (delivery is one vectorised read per step, no loop over trials)
+        self.horizon = int(round(self.delay_max / self.dt)) + 2
+        self.schedule = torch.zeros(self.B, self.horizon, dtype=torch.float64)
         self.dopamine = torch.zeros(self.B, dtype=torch.float64)
         self.coincidences = torch.zeros(self.B, dtype=torch.long)
         self.rewards = torch.zeros(self.B, dtype=torch.long)
@@ -70,29 +73,25 @@ class DistalReward:
             for k in hit.nonzero().flatten().tolist():
                 u = float(torch.rand((), generator=self.generator, dtype=torch.float64))
                 delay = self.delay_min + (self.delay_max - self.delay_min) * u
-                self.pending[k].append(t + max(1, int(round(delay / self.dt))))
+                self.schedule[k, (t + max(1, int(round(delay / self.dt)))) % self.horizon] += 1
                 self.coincidences[k] += 1
                 self.last_pre[k] = -10**9  # one reward per pairing
-        delivered = torch.zeros(self.B, dtype=torch.float64)
-        for k in range(self.B):
-            if self.pending[k] and min(self.pending[k]) <= t:
-                due = [s for s in self.pending[k] if s <= t]
-                self.pending[k] = [s for s in self.pending[k] if s > t]
-                delivered[k] = len(due)
+        delivered = self.schedule[:, t % self.horizon].clone()
+        self.schedule[:, t % self.horizon] = 0
         self.rewards += delivered.long()
         self.dopamine = self.dopamine * self.decay + self.amp * delivered
         self.step_index += 1
         return self.dopamine
 
     def state_dict(self) -> dict:
-        return {"step_index": self.step_index, "last_pre": self.last_pre.clone(), "pending": [list(p) for p in self.pending],
+        return {"step_index": self.step_index, "last_pre": self.last_pre.clone(), "schedule": self.schedule.clone(),
                 "dopamine": self.dopamine.clone(), "coincidences": self.coincidences.clone(),
                 "rewards": self.rewards.clone()}
 
     def load_state_dict(self, s: dict) -> None:
         self.step_index = s["step_index"]
         self.last_pre = s["last_pre"].clone()
-        self.pending = [list(p) for p in s["pending"]]
+        self.schedule = s["schedule"].clone()
         self.dopamine = s["dopamine"].clone()
         self.coincidences = s["coincidences"].clone()
         self.rewards = s["rewards"].clone()
