@@ -37,7 +37,6 @@ import argparse
 import datetime
 import json
 import logging
-import math
 import os
 import platform
 import shlex
@@ -374,7 +373,8 @@ def run(args: argparse.Namespace) -> str:
             rate = sim.rate(min(args.rate_steps, max(k, 200)))  # about one timed call's worth of steps
             simulator, plasticity, batch = meta[name]
             rows.append((n, simulator, plasticity, batch, steps, per_step, n * batch / per_step, rate, note))
-        del sims, cands
+        sims.clear()  # free this size's networks before the next
+        cands.clear()
         if args.cpp_standalone:
             for order in [None] + (list(args.orders) if args.cpp_plastic else []):
                 steps = args.cpp_steps

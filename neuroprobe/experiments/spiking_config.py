@@ -67,7 +67,7 @@ RUN = {
     "progress": Field(bool, True),
     "threads": Field(int, 1, _pos, ">= 1"),
     "backend": Field(str, "torch", *_choice("torch", "brian2")),
-    "propagation": Field(str, "auto", *_choice("auto", "dense", "event")),
+    "propagation": Field(str, "auto", *_choice("auto", "dense", "event", "csr")),
     "rolling": Field(int, 50, _pos, ">= 1"),
     "record_last": Field(NUM, 10.0, _nonneg, ">= 0 s ([monitor] recordings cover the run's last seconds; 0 = all)"),
 }
