@@ -33,6 +33,19 @@ def check_finite(net: RateNetwork, where: str, run: RunDir) -> None:
             raise NonFiniteError(stop_message(f"weights became NaN/Inf ({name})", where, run))
 
 
+def write_finished(metrics, done: np.ndarray, episodes: np.ndarray, E: int, ret: np.ndarray, length: np.ndarray,
+                   cfg: dict, recent: list[float], bar) -> list[float]:
+    """One metrics row per seed whose episode just ended (and is within the budget of E); advances
+    ``episodes`` in place; returns the rolling window of recent returns."""
+    for s in np.flatnonzero(done & (episodes < E)):
+        metrics.write({"episode": int(episodes[s]), "seed": cfg["seed"] + int(s), "return": float(ret[s]),
+                       "length": int(length[s])})
+        recent = (recent + [float(ret[s])])[-cfg["run"]["rolling"]:]
+        episodes[s] += 1
+        bar.update(1)
+    return recent
+
+
 def run_rl(cfg: dict, run: RunDir, resume: bool = False) -> dict:
     torch.set_num_threads(cfg["run"]["threads"])  # tiny tensors: extra threads only add sync overhead
     S, E = cfg["seeds"], cfg["task"]["episodes"]
@@ -88,12 +101,7 @@ def run_rl(cfg: dict, run: RunDir, resume: bool = False) -> dict:
             else:
                 continue
             check_finite(net, f"episode {int(episodes.max())}", run)
-            for s in np.flatnonzero(done & (episodes < E)):
-                metrics.write({"episode": int(episodes[s]), "seed": cfg["seed"] + int(s), "return": float(ret[s]),
-                               "length": int(length[s])})
-                recent = (recent + [float(ret[s])])[-cfg["run"]["rolling"]:]
-                episodes[s] += 1
-                bar.update(1)
+            recent = write_finished(metrics, done, episodes, E, ret, length, cfg, recent, bar)
             ret[done] = 0.0
             length[done] = 0
             if metrics.rows // k_ckpt > last_ckpt // k_ckpt:  # only between steps: the state is whole

@@ -24,6 +24,7 @@ from ..neurons.inputs import poisson_spikes, rate_code
 from ..rules.spiking_nrl import SpikingNRL
 from ..spiking import SpikingNetwork, load_spiking_spec
 from ..tasks import make_vector_env
+from .rl import write_finished
 from .rundir import RunDir
 
 COLUMNS = ["episode", "seed", "return", "length"]
@@ -109,12 +110,7 @@ def run_spiking_cartpole(cfg: dict, run: RunDir, resume: bool = False) -> dict:
             mask = active & torch.as_tensor(done)
             rule.reinforce(torch.as_tensor(ret), mask)
             opt.step()
-            for s in np.flatnonzero(done & (episodes < E)):
-                metrics.write({"episode": int(episodes[s]), "seed": cfg["seed"] + int(s), "return": float(ret[s]),
-                               "length": int(length[s])})
-                recent = (recent + [float(ret[s])])[-cfg["run"]["rolling"]:]
-                episodes[s] += 1
-                bar.update(1)
+            recent = write_finished(metrics, done, episodes, E, ret, length, cfg, recent, bar)
             ret[done], length[done] = 0.0, 0
             if metrics.rows // k_ckpt > last_ckpt // k_ckpt:
                 checkpoint()
