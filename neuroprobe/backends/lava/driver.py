@@ -1,0 +1,100 @@
+"""Runs neuroprobe's Lava runner in the Lava environment, over files, with a timeout.
+
+Lava 0.10.0 needs Python 3.10; neuroprobe runs on 3.11. The setup (``make lava``, also run by
+``make test``) creates ``.venv-lava`` at the repository root; ``NEUROPROBE_LAVA_PYTHON`` points
+elsewhere. Every run has a timeout, starts the runner in its own process group and kills the whole
+group on expiry (Lava's multiprocess runtime can hang); a missing interpreter or Lava install, a
+timeout or a crash raises :class:`LavaError` with one line saying what happened.
+"""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import NeuroprobeError
+
+__all__ = ["LavaError", "lava_python", "lava_status", "run_job", "RUNNER"]
+
+RUNNER = Path(__file__).resolve().parent / "lava_side" / "runner.py"
+_REPO = Path(__file__).resolve().parents[3]
+
+
+class LavaError(NeuroprobeError):
+    """The Lava environment is missing or broken, or a Lava run failed or timed out."""
+
+
+def lava_python() -> Path:
+    """The Lava environment's interpreter: $NEUROPROBE_LAVA_PYTHON, else <repo>/.venv-lava/bin/python."""
+    env = os.environ.get("NEUROPROBE_LAVA_PYTHON")
+    return Path(env) if env else _REPO / ".venv-lava" / "bin" / "python"
+
+
+def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
+    """subprocess.run in a new process group; on timeout the whole group is killed."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        proc.communicate()
+        raise LavaError(f"Lava run timed out after {timeout:g} s (process group killed): {' '.join(cmd[1:2])}")
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def lava_status(timeout: float = 60.0) -> dict:
+    """{"python": path, "ok": bool, "version": str | None, "detail": one line} — whether the Lava
+    environment exists and imports lava and its LIF process."""
+    py = lava_python()
+    if not py.exists():
+        return {"python": str(py), "ok": False, "version": None,
+                "detail": f"no Lava interpreter at {py} (run `make lava`, or set NEUROPROBE_LAVA_PYTHON)"}
+    code = ("import importlib.metadata as m, sys; import lava.proc.lif.process; "
+            "print(m.version('lava-nc'), sys.version.split()[0])")
+    try:
+        r = _run([str(py), "-c", code], timeout)
+    except (LavaError, OSError) as e:
+        return {"python": str(py), "ok": False, "version": None, "detail": str(e)}
+    if r.returncode != 0:
+        last = (r.stderr.strip().splitlines() or ["(no output)"])[-1]
+        return {"python": str(py), "ok": False, "version": None, "detail": f"lava does not import: {last}"}
+    version, pyver = r.stdout.split()
+    return {"python": str(py), "ok": True, "version": version, "detail": f"lava-nc {version} on Python {pyver}"}
+
+
+def run_job(job: dict, arrays: dict[str, np.ndarray], timeout: float = 600.0,
+            workdir: str | Path | None = None) -> dict[str, np.ndarray]:
+    """Write the job, run the Lava runner on it, return the result arrays (see runner.py)."""
+    py = lava_python()
+    if not py.exists():
+        raise LavaError(f"no Lava interpreter at {py}: run `make lava` (creates .venv-lava with lava-nc 0.10.0 "
+                        "on Python 3.10) or set NEUROPROBE_LAVA_PYTHON")
+    with tempfile.TemporaryDirectory(prefix="neuroprobe-lava-", dir=workdir) as tmp:
+        job_path, res_path = Path(tmp) / "job.npz", Path(tmp) / "result.npz"
+        np.savez(job_path, **{"job.json": np.array(json.dumps(job))}, **arrays)
+        t0 = time.perf_counter()
+        r = _run([str(py), str(RUNNER), str(job_path), str(res_path)], timeout)
+        wall = time.perf_counter() - t0
+        if r.returncode != 0 or not res_path.exists():
+            lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]
+            msg = next((ln for ln in reversed(lines) if ln.startswith("lava runner:")), lines[-1] if lines else "")
+            raise LavaError(f"Lava run failed (exit {r.returncode}): {msg or 'no output'}")
+        with np.load(res_path) as f:
+            out = {k: f[k] for k in f.files}
+    out["wall_s"] = np.array(wall)
+    return out
+
+
+if __name__ == "__main__":  # python -m neuroprobe.backends.lava.driver: print the status
+    print(json.dumps(lava_status(), indent=1))
+    sys.exit(0)

@@ -1,0 +1,143 @@
+"""neuroprobe's Lava runner: builds Lava processes from a job file, runs them, writes the results.
+
+    python runner.py JOB.npz RESULT.npz
+
+Runs in the Lava environment (Python 3.10, lava-nc 0.10.0); imports nothing from neuroprobe.
+JOB.npz holds ``job.json`` (a JSON string, below) and the arrays it names. The job::
+
+    {"precision": "fixed" | "float", "steps": T, "noise_seed": int,
+     "populations": [{"name", "size", "kind": "lif" | "input",
+                      lif: "du", "dv", "vth", "bias_mant", "bias_exp" (fixed; floats in float mode),
+                      "noise": [mant, shift, offset] | null,      # fixed only: HashNoise into a_in
+                      input: "data": KEY}],                       # (N, T) spikes for a RingBuffer
+     "projections": [{"name", "pre", "post", "weights": KEY (n_post, n_pre), "weight_exp": int,
+                      "plastic": null | {"pre_idx": KEY, "post_idx": KEY, "w_acc": KEY, "params": {...}}}],
+     "dopamine": KEY | null,                                      # (T,) int dopamine for plastic connections
+     "record": {"spikes": [pop], "v": [pop], "u": [pop]}}
+
+RESULT.npz: ``spikes/<pop>`` (T, N) uint8, ``v/<pop>``, ``u/<pop>`` (T, N) (int64 in fixed point,
+float64 in float), ``w_acc/<proj>`` (S,) final plastic weights, ``timing`` [build s, run s]. On
+failure: one line on stderr and exit status 2.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+
+def build_and_run(job: dict, arrays) -> dict:
+    from lava.magma.core.run_conditions import RunSteps
+    from lava.magma.core.run_configs import Loihi2SimCfg
+    from lava.proc.dense.process import Dense
+    from lava.proc.io.source import RingBuffer
+    from lava.proc.lif.process import LIF
+    from lava.proc.monitor.process import Monitor
+
+    from processes import CascadeRSTDPConn, DopamineSource, HashNoise
+
+    t0 = time.perf_counter()
+    fixed = job["precision"] == "fixed"
+    T = int(job["steps"])
+    procs, outs = {}, {}
+    for p in job["populations"]:
+        if p["kind"] == "lif":
+            kw = dict(shape=(p["size"],), du=p["du"], dv=p["dv"], vth=p["vth"])
+            if fixed:
+                kw.update(bias_mant=np.full(p["size"], p["bias_mant"], dtype=np.int32), bias_exp=p["bias_exp"])
+            else:
+                kw.update(bias_mant=np.full(p["size"], p["bias"], dtype=float), bias_exp=0,
+                          v=np.full(p["size"], p.get("v0", 0.0), dtype=float))
+            lif = LIF(**kw)
+            procs[p["name"]] = lif
+            outs[p["name"]] = lif.s_out
+            if p.get("noise"):
+                if not fixed:
+                    raise ValueError(f"population {p['name']}: membrane noise runs in fixed point only")
+                mant, shift, offset = p["noise"]
+                nz = HashNoise(shape=(p["size"],), seed=int(job.get("noise_seed", 0)), offset=offset, mant=mant,
+                               shift=shift)
+                nz.a_out.connect(lif.a_in)
+                procs[p["name"] + ".noise"] = nz
+        elif p["kind"] == "input":
+            data = np.asarray(arrays[p["data"]])
+            src = RingBuffer(data=data.astype(np.int32 if fixed else float))
+            procs[p["name"]] = src
+            outs[p["name"]] = src.s_out
+        else:
+            raise ValueError(f"population {p['name']}: kind {p['kind']!r} not deployable")
+    dopa = None
+    if job.get("dopamine"):
+        dopa = DopamineSource(data=np.asarray(arrays[job["dopamine"]], dtype=np.int64))
+    plastic = {}
+    for pr in job["projections"]:
+        post = procs[pr["post"]]
+        if pr.get("plastic"):
+            if not fixed or dopa is None:
+                raise ValueError(f"projection {pr['name']}: plasticity needs fixed point and a dopamine source")
+            pl = pr["plastic"]
+            conn = CascadeRSTDPConn(n_pre=pr["n_pre"], n_post=pr["n_post"], pre_idx=arrays[pl["pre_idx"]],
+                                    post_idx=arrays[pl["post_idx"]], w_acc=np.asarray(arrays[pl["w_acc"]]),
+                                    params=pl["params"])
+            outs[pr["pre"]].connect(conn.s_in)
+            outs[pr["post"]].connect(conn.s_post)
+            dopa.d_out.connect(conn.dopamine)
+            plastic[pr["name"]] = conn
+        else:
+            W = np.asarray(arrays[pr["weights"]])
+            kw = {"weight_exp": int(pr["weight_exp"]), "num_weight_bits": 8} if fixed else {}
+            conn = Dense(weights=W, **kw)
+            outs[pr["pre"]].connect(conn.s_in)
+        conn.a_out.connect(post.a_in)
+        procs[pr["name"]] = conn
+    monitors = []
+    rec = job.get("record", {})
+    for kind, port in (("spikes", "s_out"), ("v", "v"), ("u", "u")):
+        for name in rec.get(kind, []):
+            m = Monitor()
+            m.probe(getattr(procs[name], port), T)
+            monitors.append((kind, name, port, m))
+    anchor = next(iter(procs.values()))
+    cfg = Loihi2SimCfg(select_tag="fixed_pt" if fixed else "floating_pt")
+    t1 = time.perf_counter()
+    anchor.run(condition=RunSteps(num_steps=T), run_cfg=cfg)
+    t2 = time.perf_counter()
+    out = {}
+    try:
+        for kind, name, port, m in monitors:
+            data = m.get_data()[procs[name].name][port]
+            out[f"{kind}/{name}"] = data.astype(np.uint8) if kind == "spikes" else (
+                np.rint(data).astype(np.int64) if fixed else data.astype(np.float64))
+        for name, conn in plastic.items():
+            out[f"w_acc/{name}"] = np.asarray(conn.w_acc.get()).astype(np.int64)
+    finally:
+        anchor.stop()
+    out["timing"] = np.array([t1 - t0, t2 - t1])
+    return out
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) != 3:
+        print("usage: runner.py JOB.npz RESULT.npz", file=sys.stderr)
+        return 2
+    try:
+        with np.load(argv[1], allow_pickle=False) as f:
+            arrays = {k: f[k] for k in f.files}
+        job = json.loads(str(arrays.pop("job.json")))
+        out = build_and_run(job, arrays)
+        tmp = argv[2] + ".part.npz"
+        np.savez(tmp, **out)
+        os.replace(tmp, argv[2])
+    except Exception as e:  # one line for the driver; the driver adds context
+        print(f"lava runner: {type(e).__name__}: {e}".replace("\n", " "), file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

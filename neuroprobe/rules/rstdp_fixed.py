@@ -1,0 +1,158 @@
+"""Cascade-trace R-STDP in Loihi-style integer arithmetic (the on-chip learning rule).
+
+The fixed-point twin of :class:`~neuroprobe.rules.rstdp.CascadeRSTDP` for a
+:class:`~neuroprobe.spiking.fixed.FixedProjection`. The Lava backend runs the same arithmetic as
+a custom fixed_pt ProcessModel (``backends/lava/lava_side/processes.py``, ``CascadeRSTDPConn``);
+tests/test_lava_backend.py checks that the weights after a run are bit-identical.
+
+Bit widths (Loihi 2 has 8-bit weights, 8-bit tags and 7-bit traces; wider where the custom
+ProcessModel allows it, as documented in docs/deploy.md):
+
+* pre and post traces x, y: 7-bit unsigned (0..127), truncating decay by ``dx``/``dy`` (12-bit), an
+  impulse ``impulse`` per spike, saturating at 127;
+* eligibility cascade e_1..e_n: 24-bit signed per synapse (8-bit tags cannot hold a slowly
+  decaying n-stage cascade: its rounding would stall the decay), rate ``r`` (12-bit), rounding to
+  nearest;
+* weights: 8-bit mantissas used for propagation, kept as 16-bit accumulators ``w_acc`` with
+  ``frac_bits`` = 8 fractional bits (the weight update is far below one mantissa step per time
+  step); bounds [lo, hi] in accumulator units keep the Dale sign;
+* dopamine: a signed integer per step (third factor).
+
+One step (pre spikes s, post spikes q, dopamine d; all integers)::
+
+    x ← trunc(x·(4096 − dx)/4096);  y ← trunc(y·(4096 − dy)/4096)
+    c = a_plus·x[pre]·q[post] − a_minus·y[post]·s[pre]
+    x ← min(x + impulse·s, 127);  y ← min(y + impulse·q, 127)
+    e_1 ← e_1 − round(e_1·r/4096) + (c << c_shift);  e_k ← e_k + round((e_{k−1} − e_k)·r/4096)
+    w_acc ← clip(w_acc + ((d·lr_mant·e_n) >> lr_shift), lo, hi);  w_mant = w_acc >> frac_bits
+
+The weights updated at step t carry the spikes of step t to the post population at step t + 1.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor
+
+from ..errors import ConfigError
+from ..spiking.fixed import FixedProjection
+
+__all__ = ["FixedRSTDPParams", "FixedCascadeRSTDP", "fixed_rstdp_params"]
+
+_MAX24 = 2 ** 23 - 1
+
+
+@dataclass(frozen=True)
+class FixedRSTDPParams:
+    order: int
+    r: int  # cascade rate, 4096·(order/delay)·dt
+    dx: int  # pre-trace decay, 4096·dt/tau_plus
+    dy: int  # post-trace decay, 4096·dt/tau_minus
+    impulse: int = 64
+    a_plus: int = 16
+    a_minus: int = 16
+    c_shift: int = 8
+    lr_mant: int = 1
+    lr_shift: int = 16
+    frac_bits: int = 8
+    lo: int = 0
+    hi: int = 255 << 8
+    weight_exp: int = 0
+
+    def __post_init__(self) -> None:
+        for name in ("r", "dx", "dy"):
+            v = getattr(self, name)
+            if not 0 < v <= 4095:
+                raise ConfigError(f"fixed R-STDP {name} = {v}: must be in [1, 4095] (12-bit decay; change dt or "
+                                  "the time constant)")
+        if not 1 <= self.order <= 16:
+            raise ConfigError(f"fixed R-STDP order = {self.order}: must be in [1, 16]")
+        if not 0 <= self.impulse <= 127:
+            raise ConfigError(f"fixed R-STDP impulse = {self.impulse}: 7-bit traces allow [0, 127]")
+        if self.lo > self.hi:
+            raise ConfigError(f"fixed R-STDP bounds lo = {self.lo} > hi = {self.hi}")
+
+    def as_dict(self) -> dict[str, int]:
+        return asdict(self)
+
+
+def fixed_rstdp_params(proj: FixedProjection, dt: float, order: int, delay: float, tau_plus: float,
+                       tau_minus: float, a_plus: float, a_minus: float, lr: float, w_min: float, w_max: float,
+                       sign: float, dopamine_unit: float) -> FixedRSTDPParams:
+    """Integer parameters approximating the float rule (``CascadeRSTDP`` with kernel normalised to
+    a peak of 1 and SGD learning rate ``lr``) on ``proj``. ``dopamine_unit``: float dopamine per
+    integer dopamine step. The cascade's peak for a unit coincidence is measured by running the
+    integer cascade itself, so the float→fixed learning-rate mapping includes its rounding."""
+    rate = order / delay if order > 1 else 1.0 / delay
+    p0 = FixedRSTDPParams(order=order, r=round(4096 * rate * dt), dx=round(4096 * dt / tau_plus),
+                          dy=round(4096 * dt / tau_minus), a_plus=max(1, round(16 * a_plus)),
+                          a_minus=max(1, round(16 * a_minus)), weight_exp=proj.weight_exp)
+    # float coincidence of 1 (trace 1 × a 1) ↔ impulse·16 << c_shift in e_1 units; peak of e_n after it:
+    e = torch.zeros(order, dtype=torch.int64)
+    e[0] = (p0.impulse * 16) << p0.c_shift
+    peak = 0
+    for _ in range(int(5 * delay / dt) + 10):
+        e = _cascade_update(e[:, None], p0.r)[:, 0]
+        peak = max(peak, int(e[-1]))
+    # Δw_acc per step = d_int·lr_mant·e_n >> lr_shift  ≈  lr·d·e_float · (2**frac / scale_w)
+    target = lr * dopamine_unit * (2 ** p0.frac_bits / proj.scale_w) / max(peak, 1)  # per (d_int·e_n)
+    shift = max(0, min(40, math.floor(math.log2(255 / target)))) if target > 0 else 40
+    mant = max(1, min(255, round(target * 2 ** shift)))
+    lo, hi = w_min / proj.scale_w * 2 ** p0.frac_bits, min(w_max / proj.scale_w, 255) * 2 ** p0.frac_bits
+    lo_i, hi_i = (round(lo), round(hi)) if sign >= 0 else (-round(hi), -round(lo))
+    return FixedRSTDPParams(**{**p0.as_dict(), "lr_mant": mant, "lr_shift": shift, "lo": lo_i, "hi": hi_i})
+
+
+def _round_shift(x: Tensor, bits: int = 12) -> Tensor:
+    return (x + (1 << (bits - 1))) >> bits
+
+
+def _cascade_update(e: Tensor, r: int, c: Tensor | None = None, c_shift: int = 0) -> Tensor:
+    """One integer cascade step on (order, …) states; c (…) enters stage 1 shifted by c_shift."""
+    new = torch.empty_like(e)
+    new[0] = e[0] - _round_shift(e[0] * r)
+    if c is not None:
+        new[0] += c << c_shift
+    if e.shape[0] > 1:
+        new[1:] = e[1:] + _round_shift((e[:-1] - e[1:]) * r)
+    return new.clamp_(-_MAX24, _MAX24)
+
+
+def _decay_trunc(x: Tensor, factor: int) -> Tensor:
+    y = x * factor
+    return torch.sign(y) * (y.abs() >> 12)
+
+
+class FixedCascadeRSTDP:
+    """Integer cascade R-STDP on one FixedProjection, batched over B trials (per-trial weights).
+
+    State: ``x`` (B, n_pre), ``y`` (B, n_post), ``e`` (order, B, S), ``w_acc`` (B, S), all int64.
+    ``step(s_pre, q_post, d)`` updates them and writes ``proj.w_mant = w_acc >> frac_bits``."""
+
+    def __init__(self, proj: FixedProjection, batch: int, params: FixedRSTDPParams):
+        if params.weight_exp != proj.weight_exp:
+            raise ConfigError(f"fixed R-STDP weight_exp {params.weight_exp} != projection {proj.name}'s "
+                              f"{proj.weight_exp}")
+        self.proj, self.p, self.B = proj, params, batch
+        S = proj.pre.numel()
+        w0 = proj.w_mant if proj.w_mant.dim() == 2 else proj.w_mant.expand(batch, S)
+        self.w_acc = (w0.to(torch.int64) << params.frac_bits).clamp(params.lo, params.hi).clone()
+        self.x = torch.zeros(batch, proj.n_pre, dtype=torch.int64)
+        self.y = torch.zeros(batch, proj.n_post, dtype=torch.int64)
+        self.e = torch.zeros(params.order, batch, S, dtype=torch.int64)
+        proj.w_mant = self.w_acc >> params.frac_bits
+
+    def step(self, s_pre: Tensor, q_post: Tensor, d: Tensor | int) -> None:
+        """s_pre (B, n_pre), q_post (B, n_post) bool spikes of this step; d: (B,) or int dopamine."""
+        p, pre, post = self.p, self.proj.pre, self.proj.post
+        s, q = s_pre.to(torch.int64), q_post.to(torch.int64)
+        x, y = _decay_trunc(self.x, 4096 - p.dx), _decay_trunc(self.y, 4096 - p.dy)
+        c = p.a_plus * x[:, pre] * q[:, post] - p.a_minus * y[:, post] * s[:, pre]
+        self.x = (x + p.impulse * s).clamp_(max=127)
+        self.y = (y + p.impulse * q).clamp_(max=127)
+        self.e = _cascade_update(self.e, p.r, c, p.c_shift)
+        d = torch.as_tensor(d, dtype=torch.int64).reshape(-1, 1).expand(self.B, 1)
+        self.w_acc = (self.w_acc + ((d * p.lr_mant * self.e[-1]) >> p.lr_shift)).clamp_(p.lo, p.hi)
+        self.proj.w_mant = self.w_acc >> p.frac_bits

@@ -1,0 +1,252 @@
+"""Fixed-point (Loihi-style) mode of the torch engine: quantisation of a float spiking network and
+its integer simulation.
+
+``FixedPointNetwork.from_float(net)`` turns a :class:`~neuroprobe.spiking.SpikingNetwork` (its
+actual connectivity and weights) into Loihi's integer representation; ``step`` then simulates it
+with :func:`~neuroprobe.neurons.lif_fixed.loihi_lif_step`, bit for bit as Lava's ``fixed_pt``
+LIF and Dense ProcessModels do (tests/test_lava_backend.py checks it against Lava itself).
+
+Mapping of the float model (norse's Euler step; ``k = dt/tau_mem``, ``scale`` = state units per
+voltage unit, a power of two)::
+
+    float                                  fixed point (Lava LIF/Dense)
+    i' = i + i_in ; i ← i'(1 − dt/tau_syn)  u (= k·i'·scale) decays by du = round(4096·dt/tau_syn) − 1
+                                             (tau_syn = 0: du = 4095, u forgets every step)
+    v ← v(1 − k) + k·i' + k·v_leak          v decays by dv = round(4096·k); bias = k·v_leak·scale
+    spike v > v_th, v ← v_reset = 0         vth = round(v_th·scale/64), reset to 0
+    weight w (current jump)                 mantissa round(w·k·scale / 64 / 2**e), 8 bits, one
+                                             exponent e per projection (the smallest that fits)
+    membrane noise σ·ξ                       hash noise ((Σ 4 bytes − 510)·mant) >> 8, sd ≈ σ·k·scale/64
+
+What cannot be mapped raises :class:`ConfigError` naming the population: a refractory period
+(Lava's fixed_pt LIF has none), ``v_reset ≠ 0``, escape noise, ``i_ext`` on a CubaLIF population
+(Loihi's bias adds to v, not to the synaptic current), Poisson populations (give their spikes as an
+"input" population), decays too slow for 12 bits. The rounding of the decays and weights is the
+quantisation error; :func:`quantization_report` states it per population and projection.
+
+State: ``{"z": {pop: (B, N) bool}, "u": {pop: (B, N) int64}, "v": {pop: ...}, "t": int}``; step
+t uses the spikes of step t − 1 (the torch engine's and Lava's one-step synaptic delay).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Mapping
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import ConfigError, ShapeError
+from ..neurons.lif_fixed import LoihiLIFParameters, hash_noise, loihi_lif_step, shift_accumulated
+from .network import SpikingNetwork
+from .spec import SpikingSpec
+
+__all__ = ["FixedPointNetwork", "FixedProjection", "quantize_lif", "quantize_weights", "quantization_report",
+           "NOISE_SD_BYTES", "NOISE_SHIFT", "default_scale"]
+
+NOISE_SD_BYTES = math.sqrt(4 * (256 ** 2 - 1) / 12)  # sd of a sum of 4 uniform bytes (≈ 147.8)
+NOISE_SHIFT = 8
+
+
+def default_scale(spec: SpikingSpec) -> int:
+    """State units per voltage unit: the power of two that puts the largest threshold's mantissa
+    in [4096, 8192) (13 bits of the 17 available; v can reach ±16 thresholds within 24 bits)."""
+    v_th = max(p.lif.v_th for p in spec.populations if p.kind == "lif")
+    if not v_th > 0:
+        raise ConfigError("fixed point needs positive thresholds v_th")
+    return 2 ** int(math.floor(math.log2(8192 * 64 / v_th)))
+
+
+def quantize_lif(name: str, p, i_ext: float, dt: float, scale: int) -> tuple[LoihiLIFParameters, float]:
+    """(Loihi parameters, k = dt/tau_mem) of one float LIF population; ConfigError if unmappable."""
+    where = f"population {name!r}"
+    if p.t_ref > 0:
+        raise ConfigError(f"{where}: t_ref = {p.t_ref} s: Lava's fixed_pt LIF has no refractory period (use 0)")
+    if p.v_reset != 0:
+        raise ConfigError(f"{where}: v_reset = {p.v_reset}: Loihi resets v to 0 (shift v_th and v_leak instead)")
+    if p.noise == "escape":
+        raise ConfigError(f"{where}: escape noise has no Loihi counterpart (use 'membrane' or 'none')")
+    if p.tau_syn > 0 and i_ext:
+        raise ConfigError(f"{where}: i_ext = {i_ext} with tau_syn > 0: Loihi's bias adds to v, not to the "
+                          "synaptic current (use tau_syn = 0 or an input population)")
+    k = dt / p.tau_mem
+    dv = round(4096 * k)
+    du = 4095 if p.tau_syn == 0 else round(4096 * dt / p.tau_syn) - 1
+    if not (0 < dv <= 4095 and 0 <= du <= 4095):
+        raise ConfigError(f"{where}: dt/tau_mem = {k:.3g}, dt/tau_syn = {dt / p.tau_syn if p.tau_syn else 0:.3g}: "
+                          "12-bit decays need 1/4096 <= dt/tau < 1 (change dt)")
+    vth = round(p.v_th * scale / 64)
+    bias = k * (p.v_leak + (i_ext if p.tau_syn == 0 else 0.0)) * scale
+    exp = 0
+    while abs(round(bias / 2 ** exp)) > 4095 and exp < 7:
+        exp += 1
+    mant = round(bias / 2 ** exp)
+    if abs(mant) > 4095 or not 0 <= vth < 2 ** 17:
+        raise ConfigError(f"{where}: threshold or bias out of Loihi's range at scale {scale} (vth {vth}, bias {bias:.0f})")
+    return LoihiLIFParameters(du=du, dv=dv, vth=vth, bias_mant=mant, bias_exp=exp), k
+
+
+def quantize_weights(w_real: Tensor, bits: int = 8) -> tuple[Tensor, int]:
+    """Real input values per spike (a-units) → (int64 mantissas, exponent) as Lava's Dense stores
+    them: single-sign weights use ``bits`` bits of magnitude (0..255), mixed signs one less and
+    an even mantissa (Lava truncates their least significant bit)."""
+    mixed = bool((w_real > 0).any() and (w_real < 0).any())
+    top = 2 ** bits - 1 if not mixed else 2 ** (bits - 1) - 1
+    m = float(w_real.abs().max()) if w_real.numel() else 0.0
+    if m == 0:
+        return torch.zeros(w_real.shape, dtype=torch.int64), 0
+    exp = math.ceil(math.log2(m / top))
+    while round(m / 2 ** exp) > top:
+        exp += 1
+    mant = torch.round(w_real.double() / 2 ** exp).to(torch.int64).clamp(-top, top)
+    if mixed:  # Lava's truncate_weights clears the LSB of mixed-sign weights: keep them even
+        mant = torch.round(w_real.double() / 2 ** (exp + 1)).to(torch.int64).clamp(-(top // 2), top // 2) * 2
+    return mant, exp
+
+
+@dataclass
+class FixedProjection:
+    """Synapses pre → post in fixed point: (S,) ``pre``, ``post`` long; ``w_mant`` (S,) or
+    (B, S) int64 mantissas; ``weight_exp``; ``scale_w`` = float weight per mantissa unit."""
+
+    name: str
+    pre_pop: str
+    post_pop: str
+    n_pre: int
+    n_post: int
+    pre: Tensor
+    post: Tensor
+    w_mant: Tensor
+    weight_exp: int
+    scale_w: float
+
+    def dense(self) -> Tensor:
+        """(…, n_post, n_pre) int64 mantissa matrix (what Lava's Dense gets)."""
+        lead = self.w_mant.shape[:-1]
+        W = torch.zeros(*lead, self.n_post, self.n_pre, dtype=torch.int64)
+        W[..., self.post, self.pre] = self.w_mant
+        return W
+
+    def accumulate(self, z_pre: Tensor) -> Tensor:
+        """(B, n_pre) bool spikes → (B, n_post) int64 input after the weight exponent."""
+        B = z_pre.shape[0]
+        w = self.w_mant if self.w_mant.dim() == 2 else self.w_mant.expand(B, -1)
+        contrib = w * z_pre[:, self.pre].to(torch.int64)
+        a = torch.zeros(B, self.n_post, dtype=torch.int64).index_add_(1, self.post, contrib)
+        return shift_accumulated(a, self.weight_exp)
+
+
+class FixedPointNetwork(nn.Module):
+    """The integer twin of a SpikingNetwork (see the module docstring). Build with
+    :meth:`from_float`. ``noise_seed`` seeds the counter-based membrane noise."""
+
+    def __init__(self, spec: SpikingSpec, lif: dict[str, LoihiLIFParameters], k: dict[str, float],
+                 projections: list[FixedProjection], noise: dict[str, tuple[int, int]], scale: int,
+                 noise_seed: int = 0):
+        super().__init__()
+        self.spec, self.lif, self.k, self.scale = spec, lif, k, scale
+        self.fixed_projections = projections
+        self.noise, self.noise_seed = noise, noise_seed
+        self.pops = {p.name: p for p in spec.populations}
+        self._offset = {}  # global neuron index of each population's first neuron (noise counters)
+        off = 0
+        for p in spec.populations:
+            self._offset[p.name] = off
+            off += p.size
+
+    @classmethod
+    def from_float(cls, net: SpikingNetwork, scale: int | None = None, noise_seed: int = 0,
+                   weight_bits: int = 8) -> "FixedPointNetwork":
+        spec = net.spec
+        scale = scale or default_scale(spec)
+        lif, k, noise = {}, {}, {}
+        for p in spec.populations:
+            if p.kind == "poisson":
+                raise ConfigError(f"population {p.name!r}: Poisson populations are not deployed; make it kind "
+                                  "'input' and give its spikes")
+            if p.kind != "lif":
+                continue
+            lif[p.name], k[p.name] = quantize_lif(p.name, p.lif, p.i_ext, spec.dt, scale)
+            if p.lif.noise == "membrane" and p.lif.noise_std > 0:
+                mant = round(p.lif.noise_std * k[p.name] * scale / 64 / NOISE_SD_BYTES * 2 ** NOISE_SHIFT)
+                noise[p.name] = (mant, NOISE_SHIFT)
+        projs = []
+        for pr in net.projections:
+            kk = k[pr.spec.post]
+            real = pr.weight.detach().double() * (kk * scale / 64)
+            mant, exp = quantize_weights(real, weight_bits)
+            projs.append(FixedProjection(pr.name, pr.spec.pre, pr.spec.post, pr.n_pre, pr.n_post,
+                                         pr.pre.cpu(), pr.post.cpu(), mant, exp, 2 ** exp / (kk * scale / 64)))
+        return cls(spec, lif, k, projs, noise, scale, noise_seed)
+
+    def projection(self, name: str) -> FixedProjection:
+        for p in self.fixed_projections:
+            if p.name == name:
+                return p
+        raise ConfigError(f"unknown projection {name!r}; have {[p.name for p in self.fixed_projections]}")
+
+    def init_state(self, batch: int) -> dict:
+        z = {n: torch.zeros(batch, p.size, dtype=torch.bool) for n, p in self.pops.items()}
+        u = {n: torch.zeros(batch, self.pops[n].size, dtype=torch.int64) for n in self.lif}
+        v = {n: torch.zeros(batch, self.pops[n].size, dtype=torch.int64) for n in self.lif}
+        return {"z": z, "u": u, "v": v, "t": 0}
+
+    def noise_current(self, name: str, t: int, batch: int) -> Tensor:
+        """(B, N) int64 membrane noise of population ``name`` at step t (1-based, as Lava's
+        time_step); trial b draws from seed ``noise_seed + b``."""
+        mant, shift = self.noise[name]
+        idx = torch.arange(self.pops[name].size, dtype=torch.int64) + self._offset[name]
+        seeds = self.noise_seed + torch.arange(batch, dtype=torch.int64)[:, None]
+        return hash_noise(seeds, t, idx, mant, shift)
+
+    def step(self, state: dict, inputs: Mapping[str, Tensor] | None = None) -> tuple[dict[str, Tensor], dict]:
+        """Advance one step. inputs: per "input" population its (B, N) spikes this step.
+        Returns ({population: (B, N) bool spikes}, new state)."""
+        inputs = inputs or {}
+        z_prev = state["z"]
+        B = next(iter(z_prev.values())).shape[0]
+        t = state["t"] + 1
+        z_new, u_new, v_new = {}, {}, {}
+        for name, p in self.pops.items():
+            if p.kind == "input":
+                if name not in inputs:
+                    raise ConfigError(f"population {name!r} is an 'input' population: pass its spikes in inputs")
+                x = inputs[name]
+                if x.shape != (B, p.size):
+                    raise ShapeError(f"inputs[{name!r}] has shape {tuple(x.shape)}, expected {(B, p.size)}")
+                z_new[name] = x.to(torch.bool)
+        a = {name: torch.zeros(B, self.pops[name].size, dtype=torch.int64) for name in self.lif}
+        for pr in self.fixed_projections:
+            a[pr.post_pop] = a[pr.post_pop] + pr.accumulate(z_prev[pr.pre_pop])
+        for name, p in self.lif.items():
+            a_in = a[name]
+            if name in self.noise:
+                a_in = a_in + self.noise_current(name, t, B)
+            z_new[name], u_new[name], v_new[name] = loihi_lif_step(a_in, state["u"][name], state["v"][name], p)
+        return z_new, {"z": z_new, "u": u_new, "v": v_new, "t": t}
+
+    def voltage(self, state: dict, name: str) -> Tensor:
+        """(B, N) membrane potential of ``name`` in the float model's voltage units."""
+        return state["v"][name].double() / self.scale
+
+
+def quantization_report(net: SpikingNetwork, fixed: FixedPointNetwork) -> dict:
+    """Per population the relative error of the decays and threshold, per projection the max and
+    rms relative error of the weights (what rounding to Loihi's integers costs)."""
+    rep = {"scale": fixed.scale, "populations": {}, "projections": {}}
+    for name, q in fixed.lif.items():
+        p = net.pops[name].lif
+        k_syn = net.spec.dt / p.tau_syn if p.tau_syn else 1.0
+        rep["populations"][name] = {
+            "dv": q.dv, "du": q.du, "vth": q.vth,
+            "decay_v_rel_err": abs(q.dv / 4096 - fixed.k[name]) / fixed.k[name],
+            "decay_u_rel_err": abs((q.du + 1) / 4096 - k_syn) / k_syn,
+            "vth_rel_err": abs(q.vth * 64 / fixed.scale - p.v_th) / p.v_th}
+    for pr, fp in zip(net.projections, fixed.fixed_projections):
+        w = pr.weight.detach().double()
+        wq = fp.w_mant.double() * fp.scale_w
+        nz = w != 0
+        rel = ((wq - w).abs()[nz] / w.abs()[nz]) if nz.any() else torch.zeros(1, dtype=torch.float64)
+        rep["projections"][fp.name] = {"weight_exp": fp.weight_exp, "max_rel_err": float(rel.max()),
+                                       "rms_rel_err": float(rel.pow(2).mean().sqrt())}
+    return rep
