@@ -9,8 +9,14 @@ TORCH_SPEC ?= torch==2.13.0
 NORSE_SPEC ?= norse==1.1.0
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+# Lava (lava-nc 0.10.0) supports only Python 3.10: its own environment, driven over files
+# (neuroprobe/backends/lava). LAVA_BASE: a Python 3.10 (pyenv's 3.10.*, else python3.10 on PATH).
+LAVA_VENV ?= .venv-lava
+LAVA_SPEC ?= lava-nc==0.10.0
+LAVA_BASE ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.10.*/bin/python) $(shell command -v python3.10 2>/dev/null))
+LAVA_STAMP := $(LAVA_VENV)/.installed
 
-.PHONY: venv demo test bench clean
+.PHONY: venv lava demo test bench clean
 
 venv: $(STAMP)
 
@@ -22,10 +28,19 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q --no-deps $(NORSE_SPEC)
 	touch $(STAMP)
 
+lava: $(LAVA_STAMP)
+
+$(LAVA_STAMP):
+	@test -n "$(LAVA_BASE)" || { echo "make lava: no Python 3.10 found (pyenv versions/3.10.* or python3.10); set LAVA_BASE=/path/to/python3.10"; exit 1; }
+	test -x $(LAVA_VENV)/bin/python || $(LAVA_BASE) -m venv $(LAVA_VENV)
+	$(LAVA_VENV)/bin/python -m pip install -q --upgrade pip
+	$(LAVA_VENV)/bin/python -m pip install -q $(LAVA_SPEC)
+	touch $(LAVA_STAMP)
+
 demo: $(STAMP)
 	$(PY) experiments/reproduce_cet.py --quick --out runs/demo --report runs/demo/report.md
 
-test: $(STAMP)
+test: $(STAMP) $(LAVA_STAMP)
 	$(PY) -m pytest -n 2 tests
 
 bench: $(STAMP)
