@@ -1,4 +1,4 @@
-"""Command line: ``neuroprobe run | align | plot | info``.
+"""Command line: ``neuroprobe run | align | plot | deploy | info``.
 
 Bad input (config, file, value) prints one line, ``error: …``, and exits with code 2; a run that
 fails (non-finite weights, a broken checkpoint) exits with code 1. No tracebacks for either.
@@ -51,6 +51,13 @@ def _cmd_plot(args) -> None:
         print(f"wrote {p}")
 
 
+def _cmd_deploy(args) -> None:
+    from .experiments.deploy import deploy
+
+    deploy(args.source, backend=args.backend, precision=args.precision, steps=args.steps, out=args.out,
+           overrides=args.set, timeout=args.timeout, record_steps=args.record_steps, progress=not args.no_progress)
+
+
 def _cmd_info(args) -> None:
     import importlib.metadata as md
     import platform
@@ -64,6 +71,10 @@ def _cmd_info(args) -> None:
     import torch
 
     print(f"  torch device  {'cuda (' + torch.cuda.get_device_name(0) + ')' if torch.cuda.is_available() else 'cpu only'}")
+    from .backends.lava import lava_status
+
+    st = lava_status()
+    print(f"  lava          {'ok: ' if st['ok'] else 'NOT WORKING: '}{st['detail']} ({st['python']})")
 
 
 class _Parser(argparse.ArgumentParser):
@@ -97,6 +108,17 @@ def build_parser() -> argparse.ArgumentParser:
     pl.add_argument("run_dir")
     pl.add_argument("--format", action="append", default=None, choices=["png", "pdf"])
     pl.set_defaults(func=_cmd_plot)
+    d = sub.add_parser("deploy", help="run a spiking config (or a run's trained network) under Lava, next to torch")
+    d.add_argument("source", metavar="CONFIG_OR_RUN_DIR")
+    d.add_argument("--backend", default="lava", choices=["lava"])
+    d.add_argument("--precision", default="fixed", choices=["fixed", "float"])
+    d.add_argument("--steps", type=int, default=None, help="time steps (default: the task's duration)")
+    d.add_argument("--out", default=None, help="output directory (default runs/<name>-lava-<precision>)")
+    d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    d.add_argument("--timeout", type=float, default=3600.0, help="seconds before the Lava run is killed")
+    d.add_argument("--record-steps", type=int, default=2000, help="spikes of the last N steps are recorded")
+    d.add_argument("--no-progress", action="store_true")
+    d.set_defaults(func=_cmd_deploy)
     i = sub.add_parser("info", help="versions and backends found")
     i.set_defaults(func=_cmd_info)
     return p

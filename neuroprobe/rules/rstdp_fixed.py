@@ -149,10 +149,21 @@ class FixedCascadeRSTDP:
         p, pre, post = self.p, self.proj.pre, self.proj.post
         s, q = s_pre.to(torch.int64), q_post.to(torch.int64)
         x, y = _decay_trunc(self.x, 4096 - p.dx), _decay_trunc(self.y, 4096 - p.dy)
-        c = p.a_plus * x[:, pre] * q[:, post] - p.a_minus * y[:, post] * s[:, pre]
+        # coincidences only where a pre or post neuron spiked (sparse): same integers as the dense formula
+        b, k = (s_pre.bool()[:, pre] | q_post.bool()[:, post]).nonzero(as_tuple=True)
+        pk, qk = pre[k], post[k]
+        c = p.a_plus * x[b, pk] * q[b, qk] - p.a_minus * y[b, qk] * s[b, pk]
         self.x = (x + p.impulse * s).clamp_(max=127)
         self.y = (y + p.impulse * q).clamp_(max=127)
-        self.e = _cascade_update(self.e, p.r, c, p.c_shift)
+        e = self.e
+        e0 = e[0] - _round_shift(e[0] * p.r)
+        if e.shape[0] > 1:
+            e[1:] += _round_shift((e[:-1] - e[1:]) * p.r)
+        e[0] = e0
+        if k.numel():
+            e[0].index_put_((b, k), c << p.c_shift, accumulate=True)
+        e.clamp_(-_MAX24, _MAX24)
         d = torch.as_tensor(d, dtype=torch.int64).reshape(-1, 1).expand(self.B, 1)
-        self.w_acc = (self.w_acc + ((d * p.lr_mant * self.e[-1]) >> p.lr_shift)).clamp_(p.lo, p.hi)
-        self.proj.w_mant = self.w_acc >> p.frac_bits
+        if bool((d != 0).any()):  # no dopamine, no weight change (w_acc is always within [lo, hi])
+            self.w_acc = (self.w_acc + ((d * p.lr_mant * e[-1]) >> p.lr_shift)).clamp_(p.lo, p.hi)
+            self.proj.w_mant = self.w_acc >> p.frac_bits

@@ -128,11 +128,25 @@ class FixedProjection:
         return W
 
     def accumulate(self, z_pre: Tensor) -> Tensor:
-        """(B, n_pre) bool spikes → (B, n_post) int64 input after the weight exponent."""
+        """(B, n_pre) bool spikes → (B, n_post) int64 input after the weight exponent.
+
+        Shared weights: one float64 product with the dense mantissa matrix (exact: every partial
+        sum is an integer far below 2**53), rebuilt when ``w_mant`` is replaced; per-trial weights:
+        a gather over the synapses."""
         B = z_pre.shape[0]
-        w = self.w_mant if self.w_mant.dim() == 2 else self.w_mant.expand(B, -1)
-        contrib = w * z_pre[:, self.pre].to(torch.int64)
-        a = torch.zeros(B, self.n_post, dtype=torch.int64).index_add_(1, self.post, contrib)
+        w = self.w_mant
+        if w.dim() == 2 and w.shape[0] == 1 and B > 1:
+            w = w.expand(B, -1)
+        if w.dim() == 1 or B == 1:
+            cache = self.__dict__.get("_dense")
+            if cache is None or cache[0] is not self.w_mant:
+                Wd = torch.zeros(self.n_pre, self.n_post, dtype=torch.float64)
+                Wd[self.pre, self.post] = w.reshape(-1).double()
+                self._dense = cache = (self.w_mant, Wd)
+            a = torch.round(z_pre.double() @ cache[1]).to(torch.int64)
+        else:
+            contrib = w * z_pre[:, self.pre].to(torch.int64)
+            a = torch.zeros(B, self.n_post, dtype=torch.int64).index_add_(1, self.post, contrib)
         return shift_accumulated(a, self.weight_exp)
 
 

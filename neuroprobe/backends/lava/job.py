@@ -40,9 +40,13 @@ def _inputs(spec, inputs: Mapping[str, np.ndarray], steps: int, arrays: dict) ->
 
 def fixed_job(net: FixedPointNetwork, steps: int, inputs: Mapping[str, np.ndarray] | None = None,
               record: Mapping[str, list[str]] | None = None, plastic: Mapping[str, dict] | None = None,
-              dopamine: np.ndarray | None = None) -> tuple[dict, dict]:
+              dopamine: np.ndarray | None = None, distal: dict | None = None,
+              report_every: int | None = None) -> tuple[dict, dict]:
     """(job, arrays) for the fixed_pt run of ``net``. plastic: {projection: {"params": ints,
-    "w_acc": (S,) int64}} (see rules/rstdp_fixed.py); dopamine: (T,) ints."""
+    "w_acc": (S,) int64}} (see rules/rstdp_fixed.py); the third factor is either ``dopamine``
+    ((T,) ints, given) or ``distal`` ({"pre_pop", "post_pop", "params"}: the distal-reward protocol
+    computed on chip, see tasks/distal_reward.FixedDistalReward); ``report_every``: snapshot the
+    plastic weights (and rewards) every k steps."""
     arrays: dict[str, np.ndarray] = {}
     ins = _inputs(net.spec, inputs or {}, steps, arrays)
     pops = []
@@ -79,9 +83,13 @@ def fixed_job(net: FixedPointNetwork, steps: int, inputs: Mapping[str, np.ndarra
         raise ConfigError(f"plastic projections {sorted(unknown)} not in the network")
     job = {"precision": "fixed", "steps": int(steps), "noise_seed": int(net.noise_seed), "populations": pops,
            "projections": projs, "record": dict(record or {}), "dopamine": None}
-    if plastic:
+    job["report_every"] = int(report_every) if report_every else None
+    if distal is not None:
+        job["distal"] = {"pre_pop": distal["pre_pop"], "post_pop": distal["post_pop"],
+                         "params": {k: int(v) for k, v in distal["params"].items()}}
+    elif plastic:
         if dopamine is None or len(dopamine) != steps:
-            raise ConfigError(f"plastic projections need a dopamine array of {steps} steps")
+            raise ConfigError(f"plastic projections need a dopamine array of {steps} steps (or a distal protocol)")
         arrays["dopamine"] = np.asarray(dopamine, dtype=np.int64)
         job["dopamine"] = "dopamine"
     return job, arrays

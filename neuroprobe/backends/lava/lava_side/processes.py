@@ -26,7 +26,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from intmath import MAX24, decay_trunc, hash_noise, round_shift
+from intmath import MAX24, decay_trunc, hash_noise, hash_uniform32, round_shift
 
 
 # ------------------------------------------------------------------ membrane noise
@@ -153,3 +153,81 @@ class PyDopamineSourceFixed(PyLoihiProcessModel):
 
     def run_spk(self) -> None:
         self.d_out.send(np.array([self.data[(self.time_step - 1) % len(self.data)]], dtype=np.int32))
+
+
+# ------------------------------------------------------------------ distal reward on chip
+class DistalRewardSource(AbstractProcess):
+    """The distal-reward protocol (neuroprobe.tasks.distal_reward.FixedDistalReward) on chip:
+    watches neuron ``pre`` of the pre population and ``post`` of the post population and sends
+    the integer dopamine each step. params: pre, post, seed, window, delay_min, delay_max (steps),
+    r_d (12-bit decay), amp."""
+
+    def __init__(self, *, n_pre: int, n_post: int, params: dict):
+        super().__init__(n_pre=n_pre, n_post=n_post, params=params)
+        self.s_pre = InPort(shape=(n_pre,))
+        self.s_post = InPort(shape=(n_post,))
+        self.d_out = OutPort(shape=(1,))
+        self.rewards = Var(shape=(1,), init=0)
+        self.coincidences = Var(shape=(1,), init=0)
+
+
+@implements(proc=DistalRewardSource, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt")
+class PyDistalRewardFixed(PyLoihiProcessModel):
+    s_pre: PyInPort = LavaPyType(PyInPort.VEC_DENSE, bool, precision=1)
+    s_post: PyInPort = LavaPyType(PyInPort.VEC_DENSE, bool, precision=1)
+    d_out: PyOutPort = LavaPyType(PyOutPort.VEC_DENSE, np.int32, precision=24)
+    rewards: np.ndarray = LavaPyType(np.ndarray, np.int64)
+    coincidences: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def __init__(self, proc_params):
+        super().__init__(proc_params)
+        p = self.p = proc_params["params"]
+        self.horizon = p["delay_max"] + 2
+        self.schedule = np.zeros(self.horizon, dtype=np.int64)
+        self.last_pre = -10**9
+        self.d = 0
+
+    def run_spk(self) -> None:
+        p, t = self.p, self.time_step
+        pre_fired = bool(self.s_pre.recv()[p["pre"]])
+        post_fired = bool(self.s_post.recv()[p["post"]])
+        lag = t - self.last_pre
+        hit = post_fired and 1 <= lag <= p["window"]
+        if pre_fired:
+            self.last_pre = t
+        elif hit:
+            self.last_pre = -10**9  # one reward per pairing
+        if hit:
+            h = int(hash_uniform32(p["seed"], t, np.zeros(1, dtype=np.int64))[0])
+            delay = p["delay_min"] + h % (p["delay_max"] - p["delay_min"] + 1)
+            self.schedule[(t + delay) % self.horizon] += 1
+            self.coincidences[0] += 1
+        delivered = int(self.schedule[t % self.horizon])
+        self.schedule[t % self.horizon] = 0
+        self.rewards[0] += delivered
+        y = self.d * (4096 - p["r_d"])
+        self.d = int(np.sign(y)) * (abs(y) >> 12) + p["amp"] * delivered
+        self.d_out.send(np.array([self.d], dtype=np.int32))
+
+
+# ------------------------------------------------------------------ spike recorder (last K steps)
+class SpikeWindow(AbstractProcess):
+    """Keeps the spikes of the last ``window`` steps (a ring buffer; row (t − 1) % window)."""
+
+    def __init__(self, *, shape: tuple, window: int):
+        super().__init__(shape=shape, window=window)
+        self.s_in = InPort(shape=shape)
+        self.data = Var(shape=(window, shape[0]), init=np.zeros((window, shape[0]), dtype=np.int64))
+
+
+@implements(proc=SpikeWindow, protocol=LoihiProtocol)
+@requires(CPU)
+@tag("fixed_pt", "floating_pt")
+class PySpikeWindow(PyLoihiProcessModel):
+    s_in: PyInPort = LavaPyType(PyInPort.VEC_DENSE, float)
+    data: np.ndarray = LavaPyType(np.ndarray, np.int64)
+
+    def run_spk(self) -> None:
+        self.data[(self.time_step - 1) % self.data.shape[0]] = self.s_in.recv() != 0

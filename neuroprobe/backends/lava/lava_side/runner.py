@@ -13,10 +13,14 @@ JOB.npz holds ``job.json`` (a JSON string, below) and the arrays it names. The j
      "projections": [{"name", "pre", "post", "weights": KEY (n_post, n_pre), "weight_exp": int,
                       "plastic": null | {"pre_idx": KEY, "post_idx": KEY, "w_acc": KEY, "params": {...}}}],
      "dopamine": KEY | null,                                      # (T,) int dopamine for plastic connections
-     "record": {"spikes": [pop], "v": [pop], "u": [pop]}}
+     "distal": null | {"pre_pop", "post_pop", "params": {...}},   # or: dopamine from DistalRewardSource
+     "report_every": steps | null,                                # snapshot plastic weights every k steps
+     "record": {"spikes": [pop], "v": [pop], "u": [pop]},          # every step (Lava Monitors)
+     "record_window": {"steps": K, "spikes": [pop]} | null}      # spikes of the last K steps only
 
 RESULT.npz: ``spikes/<pop>`` (T, N) uint8, ``v/<pop>``, ``u/<pop>`` (T, N) (int64 in fixed point,
-float64 in float), ``w_acc/<proj>`` (S,) final plastic weights, ``timing`` [build s, run s]. On
+float64 in float), ``w_acc/<proj>`` (S,) final plastic weights, ``w_hist/<proj>`` (R, S) and
+``rewards_hist`` (R, 2: rewards, coincidences) every ``report_every`` steps, ``timing`` [build s, run s]. On
 failure: one line on stderr and exit status 2.
 """
 from __future__ import annotations
@@ -39,7 +43,7 @@ def build_and_run(job: dict, arrays) -> dict:
     from lava.proc.lif.process import LIF
     from lava.proc.monitor.process import Monitor
 
-    from processes import CascadeRSTDPConn, DopamineSource, HashNoise
+    from processes import CascadeRSTDPConn, DistalRewardSource, DopamineSource, HashNoise, SpikeWindow
 
     t0 = time.perf_counter()
     fixed = job["precision"] == "fixed"
@@ -71,9 +75,16 @@ def build_and_run(job: dict, arrays) -> dict:
             outs[p["name"]] = src.s_out
         else:
             raise ValueError(f"population {p['name']}: kind {p['kind']!r} not deployable")
-    dopa = None
+    dopa = distal = None
     if job.get("dopamine"):
         dopa = DopamineSource(data=np.asarray(arrays[job["dopamine"]], dtype=np.int64))
+    elif job.get("distal"):
+        dj = job["distal"]
+        sizes = {p["name"]: p["size"] for p in job["populations"]}
+        distal = dopa = DistalRewardSource(n_pre=sizes[dj["pre_pop"]], n_post=sizes[dj["post_pop"]],
+                                           params={k: int(v) for k, v in dj["params"].items()})
+        outs[dj["pre_pop"]].connect(distal.s_pre)
+        outs[dj["post_pop"]].connect(distal.s_post)
     plastic = {}
     for pr in job["projections"]:
         post = procs[pr["post"]]
@@ -102,17 +113,49 @@ def build_and_run(job: dict, arrays) -> dict:
             m = Monitor()
             m.probe(getattr(procs[name], port), T)
             monitors.append((kind, name, port, m))
+    windows = []
+    rw = job.get("record_window") or {}
+    for name in rw.get("spikes", []):
+        w = SpikeWindow(shape=(outs[name].shape[0],), window=int(rw["steps"]))
+        outs[name].connect(w.s_in)
+        windows.append((name, w))
     anchor = next(iter(procs.values()))
     cfg = Loihi2SimCfg(select_tag="fixed_pt" if fixed else "floating_pt")
+    every = int(job.get("report_every") or T)
+    hist = {name: [] for name in plastic}
+    rew = []
     t1 = time.perf_counter()
-    anchor.run(condition=RunSteps(num_steps=T), run_cfg=cfg)
+    done = 0
+    try:
+        while done < T:
+            k = min(every, T - done)
+            anchor.run(condition=RunSteps(num_steps=k), run_cfg=cfg)
+            done += k
+            if job.get("report_every"):
+                for name, conn in plastic.items():
+                    hist[name].append(np.asarray(conn.w_acc.get()).astype(np.int32))
+                if distal is not None:
+                    rew.append([int(distal.rewards.get()[0]), int(distal.coincidences.get()[0])])
+                print(f"progress {done}/{T}", file=sys.stderr, flush=True)
+    except BaseException:
+        anchor.stop()
+        raise
     t2 = time.perf_counter()
     out = {}
     try:
+        for name, h in hist.items():
+            if h:
+                out[f"w_hist/{name}"] = np.stack(h)
+        if rew:
+            out["rewards_hist"] = np.array(rew, dtype=np.int64)
         for kind, name, port, m in monitors:
             data = m.get_data()[procs[name].name][port]
             out[f"{kind}/{name}"] = data.astype(np.uint8) if kind == "spikes" else (
                 np.rint(data).astype(np.int64) if fixed else data.astype(np.float64))
+        for name, w in windows:
+            K = int(rw["steps"])
+            data = np.asarray(w.data.get()).astype(np.uint8)
+            out[f"window/{name}"] = np.roll(data, -(T % K), axis=0) if T >= K else data[:T]
         for name, conn in plastic.items():
             out[f"w_acc/{name}"] = np.asarray(conn.w_acc.get()).astype(np.int64)
     finally:
