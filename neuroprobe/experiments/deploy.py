@@ -27,6 +27,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tomli_w
 import torch
 
 from ..backends.lava import fixed_job, float_job, run_job
@@ -67,7 +68,7 @@ def _load(source: Path, overrides: list[str]) -> tuple[dict, dict | None, str]:
 
 def deploy(source: str | Path, backend: str = "lava", precision: str = "fixed", steps: int | None = None,
            out: str | Path | None = None, overrides: list[str] | None = None, timeout: float = 3600.0,
-           record_steps: int = 2000, report_every: float = 1.0, progress: bool = True) -> Path:
+           record_steps: int = 2000, report_every: float | None = None, progress: bool = True) -> Path:
     """Deploy and compare (see the module docstring). Returns the output directory."""
     if backend != "lava":
         raise ConfigError(f"deploy --backend {backend!r}: allowed ['lava']")
@@ -85,6 +86,7 @@ def deploy(source: str | Path, backend: str = "lava", precision: str = "fixed", 
         raise ConfigError(f"deploy --steps {T}: must be >= 1")
     out = Path(out) if out else Path("runs") / f"{name}-lava-{precision}"
     out.mkdir(parents=True, exist_ok=True)
+    (out / "config.toml").write_text(tomli_w.dumps(_plain(cfg)))
     gen = torch.Generator().manual_seed(int(cfg.get("seed", 0)))
     dspec = _inputs_spec(spec)
     net = SpikingNetwork(dspec, gen, dtype=torch.float64)
@@ -92,6 +94,7 @@ def deploy(source: str | Path, backend: str = "lava", precision: str = "fixed", 
         _load_trial0_weights(net, net_state)
     inputs = {p.name: poisson_spikes(torch.full((T, p.size), p.rate, dtype=torch.float64), dt, gen).to(torch.uint8)
               for p in spec.populations if p.kind == "poisson"}
+    report_every = float(report_every or task.get("report_every", 1.0))
     learn = precision == "fixed" and task.get("name") == "distal_reward" and cfg.get("rule", {}).get("name") == "rstdp"
     report = {"source": str(source), "precision": precision, "steps": T, "dt": dt, "learning_on_chip": learn}
     if precision == "fixed":
@@ -108,6 +111,15 @@ def deploy(source: str | Path, backend: str = "lava", precision: str = "fixed", 
     (out / "deploy.json").write_text(json.dumps(report, indent=1))
     _print_summary(report, out)
     return out
+
+
+def _plain(x):
+    """The config as TOML-writable values (paths → str, None dropped)."""
+    if isinstance(x, dict):
+        return {k: _plain(v) for k, v in x.items() if v is not None}
+    if isinstance(x, (list, tuple)):
+        return [_plain(v) for v in x]
+    return str(x) if isinstance(x, Path) else x
 
 
 def _load_trial0_weights(net: SpikingNetwork, state: dict) -> None:
@@ -162,11 +174,13 @@ def _open_loop(fx: FixedPointNetwork | None, net: SpikingNetwork | None, T: int,
         cmp[n] = {"spike_mismatches": int((ours_cmp != theirs).sum()), "spikes_compared": int(theirs.size),
                   "rate_hz_lava": float(theirs.mean() / fx_dt(model)), "rate_hz_torch": float(ours_cmp.mean() / fx_dt(model))}
         recs[f"spikes/{n}"] = theirs[-K:].astype(np.uint8)
+        recs[f"time/spikes/{n}"] = np.arange(T - min(K, T) + 1, T + 1) * fx_dt(model)
         if record_v:
             v_lava = lava[f"v/{n}"].astype(np.float64) / (fx.scale if fx is not None else 1.0)
             v_torch = torch.stack(vs[n]).numpy()
             cmp[n]["max_abs_dv"] = float(np.abs(v_lava - v_torch).max())
             recs[f"v/{n}"] = v_lava[-K:].astype(np.float32)
+            recs[f"time/v/{n}"] = recs[f"time/spikes/{n}"]
     recs["meta/dt"] = np.array(fx_dt(model))
     return {"recordings": recs, "report": {"agreement": cmp, "wall_s": {"lava": lava_wall, "torch": torch_wall,
                                                                        "lava_build": float(lava["timing"][0]),
@@ -205,7 +219,7 @@ def _distal_fixed(cfg: dict, fx: FixedPointNetwork, net: SpikingNetwork, T: int,
                             report_every=every)
     job["record_window"] = {"steps": min(K, T), "spikes": lif}
     t0 = time.perf_counter()
-    lava = run_job(job, arrays, timeout=timeout)
+    lava = run_job(job, arrays, timeout=timeout, progress=progress, desc="Lava fixed_pt")
     lava_wall = time.perf_counter() - t0
     # torch fixed-point engine, same integers
     task = FixedDistalReward(torch.tensor([dparams["pre"]]), torch.tensor([dparams["post"]]),
@@ -235,10 +249,19 @@ def _distal_fixed(cfg: dict, fx: FixedPointNetwork, net: SpikingNetwork, T: int,
                                             for n in lif}}
     times = np.arange(1, len(w_torch) + 1) * every * dt
     times[-1] = T * dt
-    _write_distal_metrics(out / "metrics.csv", times, w_lava, np.array(lava["rewards_hist"]), w_torch, np.array(rew),
-                          rewarded, prm.frac_bits, proj.scale_w)
-    recs = {f"spikes/{n}": lava[f"window/{n}"] for n in lif}
-    recs[f"weight/{proj.name}"] = (w_lava[:, :200].astype(np.float32) / 2 ** prm.frac_bits * proj.scale_w)
+    _write_distal_metrics(out, times, w_lava, np.array(lava["rewards_hist"]), w_torch, np.array(rew),
+                          rewarded, prm.frac_bits, proj.scale_w, int(cfg.get("seed", 0)))
+    recs = {}
+    Kw = min(K, T)
+    for n in lif:
+        recs[f"spikes/{n}"] = lava[f"window/{n}"]
+        recs[f"time/spikes/{n}"] = np.arange(T - Kw + 1, T + 1) * dt
+    others = np.delete(np.arange(w_lava.shape[1]), rewarded)
+    cols = np.concatenate([[rewarded], np.random.default_rng(0).choice(others, min(200, len(others)), replace=False)])
+    key = f"weight/{proj.name}"
+    recs[key] = np.abs(w_lava[:, cols].astype(np.float32)) / 2 ** prm.frac_bits * proj.scale_w
+    recs[f"time/{key}"], recs[f"indices/{key}"] = times[: len(w_lava)], cols
+    recs[f"meta/highlight/{proj.name}"] = np.array([0])
     recs["meta/dt"] = np.array(dt)
     return {"recordings": recs, "report": {
         "agreement": cmp, "rule_params": prm.as_dict(), "distal_params": dparams, "rewarded_synapse": rewarded,
@@ -246,16 +269,19 @@ def _distal_fixed(cfg: dict, fx: FixedPointNetwork, net: SpikingNetwork, T: int,
                    "lava_run": float(lava["timing"][1])}}}
 
 
-def _write_distal_metrics(path: Path, times, w_lava, rew_lava, w_torch, rew_torch, k: int, frac: int, scale_w: float):
-    """One row per report and engine: the rewarded synapse's weight vs the others (float units)."""
-    rows = ["time,engine,w_rewarded,w_mean,w_p99,rank,rewards,coincidences"]
-    for engine, W, R in (("lava", w_lava, rew_lava), ("torch_fixed", w_torch, rew_torch)):
+def _write_distal_metrics(out: Path, times, w_lava, rew_lava, w_torch, rew_torch, k: int, frac: int, scale_w: float,
+                          seed: int) -> None:
+    """``metrics.csv`` (Lava) and ``metrics_torch_fixed.csv`` in the distal-reward run's format: one
+    row per report, the rewarded synapse's |weight| against the others (float units)."""
+    cols = "time,seed,w_rewarded,w_mean,w_p99,rank,rewards,coincidences"
+    for name, W, R in (("metrics.csv", w_lava, rew_lava), ("metrics_torch_fixed.csv", w_torch, rew_torch)):
+        rows = [cols]
         for i in range(min(len(W), len(times))):
             w = np.abs(W[i].astype(np.float64)) / 2 ** frac * scale_w
             others = np.delete(w, k)
-            rows.append(f"{times[i]:.3f},{engine},{w[k]:.6g},{others.mean():.6g},{np.percentile(others, 99):.6g},"
+            rows.append(f"{times[i]:.3f},{seed},{w[k]:.6g},{others.mean():.6g},{np.percentile(others, 99):.6g},"
                         f"{(others < w[k]).mean():.6g},{R[i][0]},{R[i][1]}")
-    path.write_text("\n".join(rows) + "\n")
+        (out / name).write_text("\n".join(rows) + "\n")
 
 
 def _print_summary(report: dict, out: Path) -> None:

@@ -65,15 +65,24 @@ Sidecar ``<path>.neuroprobe.json`` (``path`` is the NIR file, e.g. ``net.nir`` -
 - ``rule``: the plasticity rule's config table (e.g. ``{"name": "rstdp", "order": 6, ...}``) or
   null; ``extra``: any JSON object given to :func:`export_nir`, or null.
 
-Import: populations come from Input / LIF / CubaLIF nodes, projections from Linear / Affine nodes
-between a source (Input, LIF, CubaLIF) and a LIF / CubaLIF node (a direct source -> LIF edge is a
-one-to-one projection of weight 1), with exactly the graph's nonzero weights (plus the sidecar's
-zero-weight synapses). Without a sidecar: Input nodes become "input" populations, the Dale sign of
-a population is "excitatory" / "inhibitory" when all its outgoing nonzero weights are > 0 / < 0
-(else "none", weights stored signed), i_ext is the sum of the uniform biases of its incoming
-Affine nodes, t_ref = 0 and no noise, the projection statistics (p, weight, weight_std) describe
-the imported weights, and w_min = 0, w_max = inf. Every problem is one :class:`ConfigError` line
-naming the file and the node.
+Import: populations come from Input / LIF / CubaLIF nodes (Input nodes first, then neurons, each
+in order of first appearance in the edge list), projections from Linear / Affine nodes between a
+source (Input, LIF, CubaLIF) and a LIF / CubaLIF node (a direct source -> LIF edge is a one-to-one
+projection of weight 1; a Linear/Affine feeding an Output directly, a weighted readout without
+neurons, is refused), with exactly the graph's nonzero weights (plus the sidecar's zero-weight
+synapses), sorted by (pre, post) like neuroprobe's own synapses. Neuron parameters must be
+uniform over a node (one value per population). An Affine bias becomes the post population's
+i_ext, which neuroprobe adds to the same per-step input as the synaptic input: exact for LIF and
+for CubaLIF in the convention above, as long as the bias is uniform over the node (else
+ConfigError). With the sidecar: kind, sign, rate, t_ref and noise, the projection statistics and
+bounds, the zero-weight synapses, engine, rule and extra come from it, i_ext from the graph's
+Affine biases where a population has some (else from the sidecar), everything else from the
+graph. Without a sidecar: Input nodes become "input" populations, the Dale sign of a population
+is "excitatory" / "inhibitory" when all its outgoing nonzero weights are > 0 / < 0 (else "none",
+weights stored signed), i_ext is the sum of the biases of its incoming Affine nodes, t_ref = 0
+and no noise, the projection statistics (p, weight, weight_std) describe the imported weights,
+w_min = 0, w_max = inf, and a Linear without nonzero weight gives no projection. Every problem is
+one :class:`ConfigError` line naming the file and the node.
 """
 from __future__ import annotations
 
@@ -469,23 +478,7 @@ def _array(x: Any) -> np.ndarray:
 def _parse(graph: nir.NIRGraph, src: str) -> _Graph:
     """Check the graph's structure and shapes; find populations, projections and outputs."""
     nodes, edges = graph.nodes, [(str(a), str(b)) for a, b in graph.edges]
-    for name, node in nodes.items():
-        if type(node) not in _SUPPORTED:
-            raise _unsupported(src, name, type(node).__name__)
-    seen = set()
-    for a, b in edges:
-        for end in (a, b):
-            if end not in nodes:
-                raise ConfigError(f"{src}: edge {a!r} -> {b!r} names node {end!r}, which is not in the graph "
-                                  f"(nodes: {sorted(nodes)})")
-        if (a, b) in seen:
-            raise ConfigError(f"{src}: edge {a!r} -> {b!r} appears twice")
-        seen.add((a, b))
-    preds: dict[str, list[str]] = {n: [] for n in nodes}
-    succs: dict[str, list[str]] = {n: [] for n in nodes}
-    for a, b in edges:
-        preds[b].append(a)
-        succs[a].append(b)
+    preds, succs = _adjacency(nodes, edges, src)
     order = list(dict.fromkeys([n for e in edges for n in e] + list(nodes)))  # first appearance in the edges
     pop_names = ([n for n in order if isinstance(nodes[n], nir.Input)]
                  + [n for n in order if isinstance(nodes[n], _NEURONS)])  # inputs first, then neurons
@@ -499,8 +492,43 @@ def _parse(graph: nir.NIRGraph, src: str) -> _Graph:
             params[n], size = _neuron_params(n, nodes[n], src)
             if size is not None:
                 sizes[n] = size
-    conns, outputs = [], []
-    done = set()
+    conns, outputs = _wiring(nodes, edges, preds, succs, src)
+    _infer_sizes(conns, sizes)
+    for n in pop_names:
+        if n not in sizes:
+            raise ConfigError(f"{src}: node {n!r} ({type(nodes[n]).__name__}): its size cannot be determined (scalar "
+                              "parameters and no Linear/Affine node connected to it)")
+    for c in conns:
+        _check_shape(c, sizes, nodes, src)
+    return _Graph(src, {n: nodes[n] for n in pop_names}, sizes, params, conns, outputs)
+
+
+def _adjacency(nodes: dict, edges: list[tuple[str, str]], src: str
+               ) -> tuple[dict[str, list[str]], dict[str, list[str]]]:
+    """Supported node types, edges between existing nodes, no duplicate edge; (predecessors,
+    successors) of every node."""
+    for name, node in nodes.items():
+        if type(node) not in _SUPPORTED:
+            raise _unsupported(src, name, type(node).__name__)
+    preds: dict[str, list[str]] = {n: [] for n in nodes}
+    succs: dict[str, list[str]] = {n: [] for n in nodes}
+    for a, b in edges:
+        for end in (a, b):
+            if end not in nodes:
+                raise ConfigError(f"{src}: edge {a!r} -> {b!r} names node {end!r}, which is not in the graph "
+                                  f"(nodes: {sorted(nodes)})")
+        if b in succs[a]:
+            raise ConfigError(f"{src}: edge {a!r} -> {b!r} appears twice")
+        preds[b].append(a)
+        succs[a].append(b)
+    return preds, succs
+
+
+def _wiring(nodes: dict, edges: list[tuple[str, str]], preds: dict, succs: dict, src: str
+            ) -> tuple[list[_Conn], list[str]]:
+    """Projections (Linear/Affine nodes and direct source -> neuron edges, in order of first
+    appearance) and output populations."""
+    conns, outputs, done = [], [], set()
     for a, b in edges:
         na, nb = nodes[a], nodes[b]
         for c in (a, b):
@@ -519,14 +547,7 @@ def _parse(graph: nir.NIRGraph, src: str) -> _Graph:
                                   "neuroprobe reads one population per Output")
             if isinstance(na, _SOURCES):
                 outputs.append(a)
-    _infer_sizes(conns, sizes, src, nodes)
-    for n in pop_names:
-        if n not in sizes:
-            raise ConfigError(f"{src}: node {n!r} ({type(nodes[n]).__name__}): its size cannot be determined (scalar "
-                              "parameters and no Linear/Affine node connected to it)")
-    for c in conns:
-        _check_shape(c, sizes, nodes, src)
-    return _Graph(src, {n: nodes[n] for n in pop_names}, sizes, params, conns, outputs)
+    return conns, outputs
 
 
 def _input_size(name: str, node: nir.Input, src: str) -> int:
@@ -581,7 +602,7 @@ def _connection(c: str, nodes: dict, ins: list[str], outs: list[str], src: str) 
     return _Conn(c, ins[0], outs[0], W.astype(np.float64), bias)
 
 
-def _infer_sizes(conns: list[_Conn], sizes: dict[str, int], src: str, nodes: dict) -> None:
+def _infer_sizes(conns: list[_Conn], sizes: dict[str, int]) -> None:
     """Sizes of neuron nodes with scalar parameters, from the weights (or direct edges) they touch."""
     for _ in range(len(conns) + 1):  # direct edges may pass a size along a chain
         changed = False
@@ -694,7 +715,7 @@ def _lif_parameters(g: _Graph, name: str, dt: float, tsf: float, side_lif: dict 
         raise ConfigError(f"{where}: {e}") from None
 
 
-def _synapses(c: _Conn, zero_pairs: list | None) -> tuple[Tensor, Tensor, Tensor]:
+def _synapses(c: _Conn, zero_pairs: list | None, side_file: Path | None) -> tuple[Tensor, Tensor, Tensor]:
     """(pre, post, weight) of a projection: the nonzero weights, plus listed zero-weight synapses;
     sorted by (pre, post) as random_connectivity orders them."""
     mask = c.weight != 0
@@ -702,7 +723,7 @@ def _synapses(c: _Conn, zero_pairs: list | None) -> tuple[Tensor, Tensor, Tensor
     for pair in zero_pairs or ():
         pre, post = (int(x) for x in pair)
         if not (0 <= pre < n_pre and 0 <= post < n_post):
-            raise ConfigError(f"sidecar: projection {c.name!r}: zero-weight synapse {list(pair)} is outside the "
+            raise ConfigError(f"{side_file}: projection {c.name!r}: zero-weight synapse {list(pair)} is outside the "
                               f"{n_pre} x {n_post} populations")
         mask[post, pre] = True
     post, pre = np.nonzero(mask)
@@ -742,19 +763,40 @@ def _build_spec(g: _Graph, conns: list[_Conn], side: dict | None, side_file: Pat
                 ) -> tuple[SpikingSpec, list[tuple[Tensor, Tensor, Tensor]], dict[str, str]]:
     """The SpikingSpec (sidecar fields where present), each projection's synapses, node names."""
     side_pops, side_projs = _sidecar_entries(g, conns, side, side_file)
+    pops = _population_specs(g, conns, side_pops, side_file, dt, tsf)
+    projs, synapses, node_map = [], [], {n: n for n in g.pops}
+    by_name = {c.name: c for c in conns}
+    for cname in (list(side_projs) if side_projs is not None else [c.name for c in conns]):
+        c = by_name[cname]
+        s = None if side_projs is None else side_projs[cname]
+        pre, post, w = _synapses(c, None if s is None else s.get("zero_weight_synapses"), side_file)
+        if s is None and pre.numel() == 0:
+            continue  # an all-zero matrix: no synapse (a ProjectionSpec needs p > 0)
+        projs.append(_projection_spec(g, c, s, pre, post, w, side_file))
+        synapses.append((pre, post, w))
+        node_map[cname] = projs[-1].name
+    try:
+        spec = SpikingSpec(tuple(pops), tuple(projs), dt=dt, engine=None if side is None else side.get("engine"))
+    except ConfigError as e:
+        raise ConfigError(f"{g.src}: {e}") from None
+    return spec, synapses, node_map
+
+
+def _population_specs(g: _Graph, conns: list[_Conn], side_pops: dict | None, side_file: Path | None, dt: float,
+                      tsf: float) -> list[PopulationSpec]:
+    """One PopulationSpec per population node: the sidecar's order and fields where present."""
     signs = _weight_signs(g, conns)
     pops = []
-    names = list(side_pops) if side_pops is not None else list(g.pops)
-    for name in names:
+    for name in (list(side_pops) if side_pops is not None else list(g.pops)):
         s = None if side_pops is None else side_pops[name]
-        node = g.pops[name]
-        kind = "lif" if isinstance(node, _NEURONS) else "input" if s is None else s["kind"]
-        sign = (next(iter(signs[name])) if len(signs[name]) == 1 else "none") if s is None else s["sign"]
+        where = f"{side_file}: population {name!r}"
+        kind = "lif" if isinstance(g.pops[name], _NEURONS) else "input" if s is None else _req(s, "kind", where)
+        sign = (next(iter(signs[name])) if len(signs[name]) == 1 else "none") if s is None else _req(s, "sign", where)
         if sign != "none" and signs[name] - {sign}:
-            raise ConfigError(f"{side_file}: population {name!r} is {sign!r} in the sidecar but its weights in the graph "
-                              "have the other sign (pass sidecar=False to ignore the sidecar)")
+            raise ConfigError(f"{where} is {sign!r} in the sidecar but its weights in the graph have the other sign "
+                              "(pass sidecar=False to ignore the sidecar)")
         i_ext = _i_ext(g, conns, name)
-        if i_ext is None:  # the graph has no constant input for it: the sidecar's (populations without Affine input)
+        if i_ext is None:  # no Affine into it: the graph has no constant input for it, the sidecar may
             i_ext = 0.0 if s is None else float(s.get("i_ext", 0.0))
         lif = _lif_parameters(g, name, dt, tsf, None if s is None else s.get("lif") or {}) if kind == "lif" else None
         try:
@@ -762,23 +804,7 @@ def _build_spec(g: _Graph, conns: list[_Conn], side: dict | None, side_file: Pat
                                        rate=0.0 if s is None else float(s.get("rate", 0.0))))
         except ConfigError as e:
             raise ConfigError(f"{g.src}: node {name!r}: {e}") from None
-    projs, synapses, node_map = [], [], {n: n for n in g.pops}
-    by_name = {c.name: c for c in conns}
-    for cname in (list(side_projs) if side_projs is not None else [c.name for c in conns]):
-        c = by_name[cname]
-        s = None if side_projs is None else side_projs[cname]
-        pre, post, w = _synapses(c, None if s is None else s.get("zero_weight_synapses"))
-        if s is None and pre.numel() == 0:
-            continue  # an all-zero matrix: no synapse (a ProjectionSpec needs p > 0)
-        projs.append(_projection_spec(g, c, s, pre, post, w, side_file))
-        synapses.append((pre, post, w))
-        node_map[cname] = projs[-1].name
-    engine = None if side is None else side.get("engine")
-    try:
-        spec = SpikingSpec(tuple(pops), tuple(projs), dt=dt, engine=engine)
-    except ConfigError as e:
-        raise ConfigError(f"{g.src}: {e}") from None
-    return spec, synapses, node_map
+    return pops
 
 
 def _projection_spec(g: _Graph, c: _Conn, s: dict | None, pre: Tensor, post: Tensor, w: Tensor,
@@ -804,8 +830,8 @@ def _sidecar_entries(g: _Graph, conns: list[_Conn], side: dict | None, side_file
     """The sidecar's populations and projections by name, checked against the graph."""
     if side is None:
         return None, None
-    pops = {p["name"]: p for p in _req(side, "populations", side_file)}
-    projs = {p["node"]: p for p in _req(side, "projections", side_file)}
+    pops = _entries(side, "populations", "name", side_file)
+    projs = _entries(side, "projections", "node", side_file)
     if set(pops) != set(g.pops):
         raise ConfigError(f"{side_file}: sidecar populations {sorted(pops)} do not match the graph's {sorted(g.pops)} "
                           "(pass sidecar=False to ignore the sidecar)")
@@ -818,6 +844,14 @@ def _sidecar_entries(g: _Graph, conns: list[_Conn], side: dict | None, side_file
             raise ConfigError(f"{side_file}: population {name!r} is kind {p.get('kind')!r} size {p.get('size')} in the "
                               f"sidecar but a {type(g.pops[name]).__name__} node of size {g.sizes[name]} in the graph")
     return pops, projs
+
+
+def _entries(side: dict, key: str, name: str, side_file: Path | None) -> dict[str, dict]:
+    """A sidecar list of objects by their name."""
+    items = _req(side, key, side_file)
+    if not (isinstance(items, list) and all(isinstance(d, dict) and name in d for d in items)):
+        raise ConfigError(f"{side_file}: sidecar {key!r} must be a list of objects with a {name!r}")
+    return {d[name]: d for d in items}
 
 
 def _set_connectivity(proj: Projection, pre: Tensor, post: Tensor, weight: Tensor) -> None:

@@ -14,8 +14,10 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 
@@ -37,19 +39,37 @@ def lava_python() -> Path:
     return Path(env) if env else _REPO / ".venv-lava" / "bin" / "python"
 
 
-def _run(cmd: list[str], timeout: float) -> subprocess.CompletedProcess:
-    """subprocess.run in a new process group; on timeout the whole group is killed."""
+def _run(cmd: list[str], timeout: float, on_line: Callable[[str], None] | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in a new process group; on timeout the whole group is killed. stderr lines are
+    passed to ``on_line`` as they arrive (the runner reports progress there)."""
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    err_lines: list[str] = []
+    out_parts: list[str] = []
+
+    def pump_err() -> None:
+        for line in proc.stderr:
+            err_lines.append(line)
+            if on_line is not None:
+                on_line(line.rstrip("\n"))
+
+    def pump_out() -> None:
+        out_parts.append(proc.stdout.read())
+
+    readers = [threading.Thread(target=f, daemon=True) for f in (pump_err, pump_out)]
+    for th in readers:
+        th.start()
     try:
-        out, err = proc.communicate(timeout=timeout)
+        proc.wait(timeout=max(0.0, timeout))
     except subprocess.TimeoutExpired:
         try:
             os.killpg(proc.pid, signal.SIGKILL)
         except ProcessLookupError:
             pass
-        proc.communicate()
+        proc.wait()
         raise LavaError(f"Lava run timed out after {timeout:g} s (process group killed): {' '.join(cmd[1:2])}")
-    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+    for th in readers:
+        th.join(timeout=5)
+    return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out_parts), "".join(err_lines))
 
 
 def lava_status(timeout: float = 60.0) -> dict:
@@ -73,8 +93,9 @@ def lava_status(timeout: float = 60.0) -> dict:
 
 
 def run_job(job: dict, arrays: dict[str, np.ndarray], timeout: float = 600.0,
-            workdir: str | Path | None = None) -> dict[str, np.ndarray]:
-    """Write the job, run the Lava runner on it, return the result arrays (see runner.py)."""
+            workdir: str | Path | None = None, progress: bool = False, desc: str = "Lava") -> dict[str, np.ndarray]:
+    """Write the job, run the Lava runner on it, return the result arrays (see runner.py).
+    ``progress``: a progress bar fed by the runner's reports (needs ``report_every`` in the job)."""
     py = lava_python()
     if not py.exists():
         raise LavaError(f"no Lava interpreter at {py}: run `make lava` (creates .venv-lava with lava-nc 0.10.0 "
@@ -83,7 +104,22 @@ def run_job(job: dict, arrays: dict[str, np.ndarray], timeout: float = 600.0,
         job_path, res_path = Path(tmp) / "job.npz", Path(tmp) / "result.npz"
         np.savez(job_path, **{"job.json": np.array(json.dumps(job))}, **arrays)
         t0 = time.perf_counter()
-        r = _run([str(py), str(RUNNER), str(job_path), str(res_path)], timeout)
+        bar = None
+        if progress:
+            from tqdm.auto import tqdm
+
+            bar = tqdm(total=int(job.get("steps", 0)), desc=desc, unit="step", mininterval=2.0)
+
+        def on_line(line: str) -> None:
+            if bar is not None and line.startswith("progress "):
+                bar.n = int(line.split()[1].split("/")[0])
+                bar.refresh()
+
+        try:
+            r = _run([str(py), str(RUNNER), str(job_path), str(res_path)], timeout, on_line)
+        finally:
+            if bar is not None:
+                bar.close()
         wall = time.perf_counter() - t0
         if r.returncode != 0 or not res_path.exists():
             lines = [ln for ln in r.stderr.strip().splitlines() if ln.strip()]

@@ -1,0 +1,139 @@
+"""`neuroprobe deploy`: a small distal-reward network with on-chip learning under Lava (fixed point)
+agrees bit for bit with the torch engine's fixed-point mode; a float open-loop deploy agrees with
+the float engine; the outputs are a run directory that `neuroprobe plot` reads; bad input is one line."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from neuroprobe.cli import main
+from neuroprobe.experiments.rundir import read_metrics
+
+MODEL = """
+[network]
+dt = 1e-3
+engine = "torch"
+
+[[population]]
+name = "in"
+size = 20
+kind = "poisson"
+rate = 40.0
+
+[[population]]
+name = "exc"
+size = 40
+kind = "lif"
+sign = "excitatory"
+[population.lif]
+tau_mem = 20e-3
+tau_syn = 5e-3
+t_ref = {t_ref}
+noise = "{noise}"
+noise_std = 0.4
+
+[[population]]
+name = "inh"
+size = 10
+kind = "lif"
+sign = "inhibitory"
+[population.lif]
+tau_mem = 10e-3
+tau_syn = 0.0
+
+[[projection]]
+pre = "in"
+post = "exc"
+p = 0.3
+weight = 0.8
+[[projection]]
+pre = "exc"
+post = "exc"
+p = 0.3
+weight = 0.3
+w_max = 1.0
+[[projection]]
+pre = "exc"
+post = "inh"
+p = 0.3
+weight = 0.5
+[[projection]]
+pre = "inh"
+post = "exc"
+p = 0.3
+weight = 0.5
+"""
+
+CONFIG = """
+name = "tiny_distal"
+seed = 3
+[network]
+file = "model.toml"
+[task]
+name = "distal_reward"
+duration = 1.0
+projection = "exc->exc"
+delay_min = 0.05
+delay_max = 0.1
+window = 20e-3
+[rule]
+name = "rstdp"
+projection = "exc->exc"
+order = 2
+delay = 0.05
+lr = 0.05
+"""
+
+
+def write(tmp_path, t_ref=0.0, noise="membrane"):
+    (tmp_path / "model.toml").write_text(MODEL.format(t_ref=t_ref, noise=noise))
+    (tmp_path / "cfg.toml").write_text(CONFIG)
+    return tmp_path / "cfg.toml"
+
+
+def test_deploy_distal_on_chip_learning_matches_torch_fixed_point(tmp_path, capsys):
+    cfg = write(tmp_path)
+    out = tmp_path / "dep"
+    assert main(["deploy", str(cfg), "--steps", "600", "--out", str(out), "--no-progress",
+                 "--set", "task.report_every=0.1"]) == 0
+    rep = json.loads((out / "deploy.json").read_text())
+    a = rep["agreement"]
+    assert rep["learning_on_chip"] and a["weights_identical_all_reports"] and a["final_weight_mismatches"] == 0
+    assert a["spike_mismatches_last_window"] == {"exc": 0, "inh": 0}
+    assert a["rewards_lava"] == a["rewards_torch"] > 0  # the on-chip protocol delivered rewards
+    m = read_metrics(out / "metrics.csv")
+    w = np.asarray(m["w_rewarded"], float)
+    assert len(w) >= 6 and np.ptp(np.asarray(m["w_mean"], float)) > 0  # weights moved
+    with np.load(out / "recordings.npz") as rec:
+        assert rec["spikes/exc"].shape == (600, 40) and rec["spikes/exc"].dtype == np.uint8
+        assert rec["weight/exc->exc"].shape[0] == len(w)
+    assert main(["plot", str(out)]) == 0
+    assert (out / "raster.png").exists() and (out / "learning_curve.png").exists()
+    assert "deployed to Lava (fixed point, 600 steps)" in capsys.readouterr().out
+
+
+def test_deploy_float_open_loop_matches_float_engine(tmp_path):
+    cfg = write(tmp_path, noise="none")
+    out = tmp_path / "depf"
+    assert main(["deploy", str(cfg), "--precision", "float", "--steps", "400", "--out", str(out), "--no-progress"]) == 0
+    rep = json.loads((out / "deploy.json").read_text())
+    for pop in ("exc", "inh"):
+        assert rep["agreement"][pop]["spike_mismatches"] == 0
+        assert rep["agreement"][pop]["max_abs_dv"] < 1e-9
+    assert rep["agreement"]["exc"]["rate_hz_lava"] > 1.0
+    with np.load(out / "recordings.npz") as rec:
+        assert rec["v/exc"].shape == (400, 40)
+
+
+def test_deploy_errors_are_one_line(tmp_path, capsys):
+    cfg = write(tmp_path, t_ref=2e-3)
+    assert main(["deploy", str(cfg), "--steps", "10", "--out", str(tmp_path / "x")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "population 'exc'" in err and "refractory" in err
+    assert main(["deploy", str(tmp_path / "missing.toml")]) == 2
+    assert "does not exist" in capsys.readouterr().err
+    cfg = write(tmp_path)
+    assert main(["deploy", str(cfg), "--precision", "float", "--steps", "10", "--out", str(tmp_path / "y")]) == 2
+    assert "no noise" in capsys.readouterr().err
