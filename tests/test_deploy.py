@@ -111,7 +111,10 @@ def test_deploy_distal_on_chip_learning_matches_torch_fixed_point(tmp_path, caps
         assert rec["weight/exc->exc"].shape[0] == len(w)
     assert main(["plot", str(out)]) == 0
     assert (out / "raster.png").exists() and (out / "learning_curve.png").exists()
-    assert "deployed to Lava (fixed point, 600 steps)" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "deployed to Lava (fixed point, 600 steps)" in printed and "quantisation (exc)" in printed
+    q = rep["quantization_error"]["populations"]["exc"]
+    assert q["matched_within_1_step"] > 0.5 and abs(q["spikes_fixed"] - q["spikes_float"]) < 0.2 * q["spikes_float"]
 
 
 def test_deploy_float_open_loop_matches_float_engine(tmp_path):

@@ -35,7 +35,7 @@ from ..errors import ConfigError
 from ..neurons.inputs import poisson_spikes
 from ..rules.rstdp_fixed import FixedCascadeRSTDP, fixed_rstdp_params
 from ..spiking import SpikingNetwork, load_spiking_spec
-from ..spiking.fixed import FixedPointNetwork, quantization_report
+from ..spiking.fixed import FixedPointNetwork, quantization_error, quantization_report
 from ..spiking.spec import PopulationSpec, SpikingSpec
 from ..tasks.distal_reward import FixedDistalReward
 from .config import load_config
@@ -43,6 +43,7 @@ from .config import load_config
 __all__ = ["deploy"]
 
 V_RECORD_MAX = 5000  # voltages are recorded every step by Lava Monitors: only for short runs
+QUANT_STEPS = 2000  # float vs fixed point (same inputs and noise) over the first steps: the quantisation error
 
 
 def _inputs_spec(spec: SpikingSpec) -> SpikingSpec:
@@ -100,6 +101,9 @@ def deploy(source: str | Path, backend: str = "lava", precision: str = "fixed", 
     if precision == "fixed":
         fx = FixedPointNetwork.from_float(net, noise_seed=int(cfg.get("seed", 0)))
         report["quantization"] = quantization_report(net, fx)
+        n_q = min(T, QUANT_STEPS)
+        report["quantization_error"] = {"steps": n_q, "populations": quantization_error(
+            net, fx, n_q, {k: v[:n_q] for k, v in inputs.items()})}
         if learn:
             res = _distal_fixed(cfg, fx, net, T, gen, inputs, timeout, record_steps, report_every, out, progress)
         else:
@@ -291,3 +295,6 @@ def _print_summary(report: dict, out: Path) -> None:
           f"run {w.get('lava_run', 0):.1f}), torch {w.get('torch', w.get('torch_fixed', float('nan'))):.1f} s")
     for k, v in a.items():
         print(f"  {k}: {v}")
+    for pop, q in report.get("quantization_error", {}).get("populations", {}).items():
+        print(f"  quantisation ({pop}): {q['spikes_fixed']} vs {q['spikes_float']} float spikes, "
+              f"{100 * q['matched_within_1_step']:.1f} % matched within 1 step, rms Δv {q['rms_dv_over_vth']:.3f} v_th")

@@ -264,3 +264,59 @@ def quantization_report(net: SpikingNetwork, fixed: FixedPointNetwork) -> dict:
         rep["projections"][fp.name] = {"weight_exp": fp.weight_exp, "max_rel_err": float(rel.max()),
                                        "rms_rel_err": float(rel.pow(2).mean().sqrt())}
     return rep
+
+
+def quantization_error(net: SpikingNetwork, fixed: FixedPointNetwork, steps: int,
+                       inputs: Mapping[str, Tensor] | None = None) -> dict:
+    """What quantisation does to the dynamics: the float network (float64, norse's step) and its
+    fixed-point twin run ``steps`` steps on the same input spikes and the same membrane noise (the
+    fixed point's hash noise, converted to current for the float network, whose own noise is off).
+
+    inputs: per input population (T, N) spikes. Returns per LIF population the spike counts of
+    both, the fraction of float spikes matched by a fixed-point spike of the same neuron within ±1
+    step, the RMS voltage difference (in units of v_th) and the first step where the spike trains
+    differ (None if never)."""
+    from dataclasses import replace
+
+    from .spec import PopulationSpec
+
+    inputs = inputs or {}
+    quiet = SpikingSpec(tuple(PopulationSpec(p.name, p.size, p.kind, replace(p.lif, noise="none", noise_std=0.0),
+                                             p.rate, p.sign, p.i_ext) if p.kind == "lif" else p
+                              for p in net.spec.populations), net.spec.projections, net.spec.dt, "torch")
+    fnet = SpikingNetwork(quiet, dtype=torch.float64)
+    for fp, p in zip(fnet.projections, net.projections):  # the same synapses and (trial 0's) weights
+        for name in ("pre", "post", "rowptr", "by_post", "colptr"):
+            fp._buffers[name] = p._buffers[name].clone()
+        w = p.weight.detach()
+        fp.weight = nn.Parameter((w if w.dim() == 1 else w[0]).double().clone())
+    lif = list(fixed.lif)
+    sf, sx = fnet.init_state(1), fixed.init_state(1)
+    zf = {n: [] for n in lif}
+    zx = {n: [] for n in lif}
+    dv2 = {n: 0.0 for n in lif}
+    with torch.no_grad():
+        for t in range(steps):
+            x = {k: v[t:t + 1] for k, v in inputs.items()}
+            ext = dict({k: v.double() for k, v in x.items()})
+            for n in fixed.noise:  # the same noise as current: a-units → current (÷ k·scale/64)
+                ext[n] = fixed.noise_current(n, t + 1, 1).double() / (fixed.k[n] * fixed.scale / 64)
+            z1, sf = fnet.step(sf, ext)
+            z2, sx = fixed.step(sx, {k: v.bool() for k, v in x.items()})
+            for n in lif:
+                zf[n].append(z1[n][0].bool())
+                zx[n].append(z2[n][0])
+                dv2[n] += float(((sf["lif"][n].v - fixed.voltage(sx, n)) ** 2).mean())
+    rep = {}
+    for n in lif:
+        a, b = torch.stack(zf[n]), torch.stack(zx[n])
+        near = b.clone()
+        near[1:] |= b[:-1]
+        near[:-1] |= b[1:]
+        diff = (a != b).any(1).nonzero()
+        v_th = net.pops[n].lif.v_th
+        rep[n] = {"spikes_float": int(a.sum()), "spikes_fixed": int(b.sum()),
+                  "matched_within_1_step": float((a & near).sum() / max(1, int(a.sum()))),
+                  "rms_dv_over_vth": (dv2[n] / steps) ** 0.5 / v_th,
+                  "first_difference_step": int(diff[0]) + 1 if len(diff) else None}
+    return rep
