@@ -366,3 +366,23 @@ def test_rule_in_place_trace_resumes_and_reinforce(order):
                 r.reinforce(d)
                 want = -(d.reshape(-1, 1) * r.eligibility) if d.dim() else -(d * r.eligibility)
                 assert torch.equal(proj.weight.grad, want if w_batch else want.sum(0))
+
+
+def test_free_signed_projection_keeps_each_synapse_sign():
+    """sign "none": weights drawn as weight + std·N(0,1) keep their sign; bounds apply to |w|."""
+    from neuroprobe.spiking import SpikingNetwork, spec_from_dict
+
+    spec = spec_from_dict({"network": {"dt": 1e-3, "engine": "torch"}, "population": [
+        {"name": "a", "size": 50, "kind": "input"},
+        {"name": "b", "size": 40, "kind": "lif", "lif": {}}],
+        "projection": [{"pre": "a", "post": "b", "p": 1.0, "weight": 0.0, "weight_std": 0.5, "w_min": 0.05,
+                        "w_max": 0.6}]})
+    pr = SpikingNetwork(spec, torch.Generator().manual_seed(0)).projection("a->b")
+    w = pr.weight.detach()
+    assert 0.4 < (w < 0).float().mean() < 0.6  # about half negative
+    assert w.abs().min() >= 0.05 and w.abs().max() <= 0.6
+    with torch.no_grad():
+        pr.weight.mul_(3.0)
+        pr.clamp_()
+    w2 = pr.weight.detach()
+    assert torch.equal(w2.sign(), w.sign()) and w2.abs().max() <= 0.6 and w2.abs().min() >= 0.05

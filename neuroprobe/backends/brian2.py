@@ -691,7 +691,10 @@ def _plastic_synapses(b2, spec, pr, src, tgt, clock, sname, pl: _Plasticity, dop
     S.pre_x.order = S.post_y.order = _ORDER_TRACES
     S.pre.order = _ORDER_TRANSMIT
     d_expr = "d_now" if closed else "dopamine(t)"
-    S.run_regularly(f"w = sgn*clip(sgn*(w + lr*{d_expr}*(e_scale*s{n})), w_lo, w_hi)", when="synapses",
+    update = (f"w = sgn*clip(sgn*(w + lr*{d_expr}*(e_scale*s{n})), w_lo, w_hi)"
+              if spec.population(pr.pre).sign != "none" else  # free-signed synapses: bound |w|, keep the sign
+              f"w = w + lr*{d_expr}*(e_scale*s{n})\nw = sign(w)*clip(abs(w), w_lo, w_hi)")
+    S.run_regularly(update, when="synapses",
                     order=_ORDER_WEIGHT, clock=clock, name=f"np_{sname}_weight_*")
     return S, scale
 

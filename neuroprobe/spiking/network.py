@@ -46,12 +46,15 @@ class Projection(nn.Module):
     ordered by post neuron and ``colptr`` (n_post + 1,) its row pointers (for event-driven STDP). Parameter ``weight``: (S,) or
     (B, S), signed (the pre population's Dale sign). ``sign`` (float) and the |w| bounds
     ``w_min``, ``w_max`` come from the spec; :meth:`clamp_` applies them keeping the sign.
+    ``free_sign`` (pre population sign "none"): each synapse keeps its own sign, drawn at
+    initialisation (weight + weight_std·N(0, 1)); the bounds apply to |w|.
     """
 
     def __init__(self, spec: ProjectionSpec, n_pre: int, n_post: int, sign: float, same_population: bool,
-                 generator: torch.Generator | None, batch: int | None, dtype: torch.dtype):
+                 generator: torch.Generator | None, batch: int | None, dtype: torch.dtype, free_sign: bool = False):
         super().__init__()
         self.spec, self.n_pre, self.n_post, self.sign = spec, n_pre, n_post, float(sign)
+        self.free_sign = bool(free_sign)
         pre, post = random_connectivity(n_pre, n_post, spec.p, generator, allow_autapses=spec.autapses,
                                         same_population=same_population, fixed_indegree=spec.fixed_indegree)
         self.register_buffer("pre", pre)
@@ -61,9 +64,11 @@ class Projection(nn.Module):
         self.register_buffer("by_post", by_post)
         self.register_buffer("colptr", csr_rowptr(post[by_post], n_post))
         S = pre.numel()
-        mag = spec.weight + spec.weight_std * torch.randn(S, generator=generator, dtype=torch.float64)
-        mag = mag.clamp(min=spec.w_min, max=spec.w_max).to(dtype)
-        w = self.sign * mag
+        raw = spec.weight + spec.weight_std * torch.randn(S, generator=generator, dtype=torch.float64)
+        if self.free_sign:  # the draw's sign is the synapse's sign; bound its magnitude
+            w = (raw.sign() * raw.abs().clamp(min=spec.w_min, max=spec.w_max)).to(dtype)
+        else:
+            w = self.sign * raw.clamp(min=spec.w_min, max=spec.w_max).to(dtype)
         self.weight = nn.Parameter(w if batch is None else w.expand(batch, S).clone())
 
     @property
@@ -105,8 +110,12 @@ class Projection(nn.Module):
 
     @torch.no_grad()
     def clamp_(self) -> None:
-        """Keep |w| within [w_min, w_max] and the Dale sign (in place)."""
+        """Keep |w| within [w_min, w_max] and the Dale sign (in place); free-signed synapses keep
+        their own sign (a weight at 0 stays 0)."""
         lo, hi = self.spec.w_min, self.spec.w_max
+        if self.free_sign:
+            self.weight.copy_(self.weight.sign() * self.weight.abs().clamp(min=lo, max=hi))
+            return
         if self.sign < 0:  # (w·s).clamp(lo, hi)·s with s = −1 is w.clamp(−hi, −lo), exactly
             lo, hi = -hi, -lo
         elif self.sign != 1.0:
@@ -155,7 +164,8 @@ class SpikingNetwork(nn.Module):
         self.pops = {p.name: p for p in spec.populations}
         self.projections = nn.ModuleList(
             Projection(pr, self.pops[pr.pre].size, self.pops[pr.post].size, SIGNS[self.pops[pr.pre].sign],
-                       pr.pre == pr.post, generator, batch, dtype) for pr in spec.projections)
+                       pr.pre == pr.post, generator, batch, dtype, free_sign=self.pops[pr.pre].sign == "none")
+            for pr in spec.projections)
         self._incoming = {name: [j for j, pr in enumerate(spec.projections) if pr.post == name] for name in self.pops}
         self._lif = [(name, p) for name, p in self.pops.items() if p.kind == "lif"]
         self._ext = [(name, p) for name, p in self.pops.items() if p.kind != "lif"]
