@@ -229,3 +229,20 @@ def test_runner_failure_is_one_line():
            "projections": []}
     with pytest.raises(LavaError, match=r"Lava run failed \(exit 2\): lava runner: ValueError: population x"):
         run_job(job, {}, timeout=120)
+
+
+@needs_lava
+def test_info_reports_the_lava_environment(capsys):
+    from neuroprobe.cli import main
+
+    assert main(["info"]) == 0
+    line = next(ln for ln in capsys.readouterr().out.splitlines() if ln.strip().startswith("lava"))
+    assert "ok: lava-nc 0.10.0 on Python 3.10" in line
+
+
+def test_info_says_when_lava_is_missing(monkeypatch, tmp_path, capsys):
+    from neuroprobe.cli import main
+
+    monkeypatch.setenv("NEUROPROBE_LAVA_PYTHON", str(tmp_path / "none"))
+    assert main(["info"]) == 0
+    assert "NOT WORKING: no Lava interpreter" in capsys.readouterr().out
