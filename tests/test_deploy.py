@@ -117,7 +117,7 @@ def test_deploy_distal_on_chip_learning_matches_torch_fixed_point(tmp_path, caps
     assert q["matched_within_1_step"] > 0.5 and abs(q["spikes_fixed"] - q["spikes_float"]) < 0.2 * q["spikes_float"]
 
 
-def test_deploy_float_open_loop_matches_float_engine(tmp_path):
+def test_deploy_float_open_loop_matches_float_engine(tmp_path, capsys):
     cfg = write(tmp_path, noise="none")
     out = tmp_path / "depf"
     assert main(["deploy", str(cfg), "--precision", "float", "--steps", "400", "--out", str(out), "--no-progress"]) == 0
@@ -128,6 +128,10 @@ def test_deploy_float_open_loop_matches_float_engine(tmp_path):
     assert rep["agreement"]["exc"]["rate_hz_lava"] > 1.0
     with np.load(out / "recordings.npz") as rec:
         assert rec["v/exc"].shape == (400, 40)
+    capsys.readouterr()  # a second deploy of the same job reuses the saved Lava result
+    assert main(["deploy", str(cfg), "--precision", "float", "--steps", "400", "--out", str(out), "--no-progress"]) == 0
+    assert "reusing the Lava result" in capsys.readouterr().out
+    assert json.loads((out / "deploy.json").read_text())["agreement"]["exc"]["spike_mismatches"] == 0
 
 
 def test_deploy_errors_are_one_line(tmp_path, capsys):

@@ -23,7 +23,7 @@ One step (pre spikes s, post spikes q, dopamine d; all integers)::
     x ← trunc(x·(4096 − dx)/4096);  y ← trunc(y·(4096 − dy)/4096)
     c = a_plus·x[pre]·q[post] − a_minus·y[post]·s[pre]
     x ← min(x + impulse·s, 127);  y ← min(y + impulse·q, 127)
-    e_1 ← e_1 − round(e_1·r/4096) + (c << c_shift);  e_k ← e_k + round((e_{k−1} − e_k)·r/4096)
+    e_k ← e_k + round((e_{k−1} − e_k)·r/4096) for every stage (e_0 ≡ 0);  e_1 += c << c_shift
     w_acc ← clip(w_acc + ((d·lr_mant·e_n) >> lr_shift), lo, hi);  w_mant = w_acc >> frac_bits
 
 The weights updated at step t carry the spikes of step t to the post population at step t + 1.
@@ -38,6 +38,7 @@ from torch import Tensor
 
 from ..errors import ConfigError
 from ..spiking.fixed import FixedProjection
+from ..spiking.projection import csr_rowptr, padded_rows
 
 __all__ = ["FixedRSTDPParams", "FixedCascadeRSTDP", "fixed_rstdp_params"]
 
@@ -110,13 +111,15 @@ def _round_shift(x: Tensor, bits: int = 12) -> Tensor:
 
 
 def _cascade_update(e: Tensor, r: int, c: Tensor | None = None, c_shift: int = 0) -> Tensor:
-    """One integer cascade step on (order, …) states; c (…) enters stage 1 shifted by c_shift."""
-    new = torch.empty_like(e)
-    new[0] = e[0] - _round_shift(e[0] * r)
+    """One integer cascade step on (order, …) states (a new tensor); c (…) enters stage 1
+    shifted by c_shift. Every stage k: e_k += round((e_{k−1} − e_k)·r/4096) with e_0 ≡ 0."""
+    d = torch.empty_like(e)
+    torch.neg(e[0], out=d[0])
+    if e.shape[0] > 1:
+        torch.sub(e[:-1], e[1:], out=d[1:])
+    new = d.mul_(r).add_(2048).bitwise_right_shift_(12).add_(e)
     if c is not None:
         new[0] += c << c_shift
-    if e.shape[0] > 1:
-        new[1:] = e[1:] + _round_shift((e[:-1] - e[1:]) * r)
     return new.clamp_(-_MAX24, _MAX24)
 
 
@@ -143,6 +146,25 @@ class FixedCascadeRSTDP:
         self.y = torch.zeros(batch, proj.n_post, dtype=torch.int64)
         self.e = torch.zeros(params.order, batch, S, dtype=torch.int64)
         proj.w_mant = self.w_acc >> params.frac_bits
+        # per neuron the synapse indices it sends / receives (padded with S): coincidences are
+        # computed only on the synapses of neurons that spiked this step
+        order = torch.argsort(proj.pre, stable=True)
+        self._out = padded_rows(csr_rowptr(proj.pre[order], proj.n_pre), order, S)
+        by_post = torch.argsort(proj.post, stable=True)
+        self._in = padded_rows(csr_rowptr(proj.post[by_post], proj.n_post), by_post, S)
+        self._S = S
+
+    def _active_synapses(self, s_pre: Tensor, q_post: Tensor) -> tuple[Tensor, Tensor]:
+        """(trial, synapse) of every synapse whose pre or post neuron spiked (each once)."""
+        S = self._S
+        bp, ip = s_pre.nonzero(as_tuple=True)
+        bq, iq = q_post.nonzero(as_tuple=True)
+        out_rows, in_rows = self._out[ip], self._in[iq]  # (k, D_out), (k', D_in) synapse indices, pad S
+        b = torch.cat([bp[:, None].expand_as(out_rows).reshape(-1), bq[:, None].expand_as(in_rows).reshape(-1)])
+        rows = torch.cat([out_rows.reshape(-1), in_rows.reshape(-1)])
+        keep = rows < S
+        key = torch.unique(b[keep] * S + rows[keep])
+        return key // S, key % S
 
     def step(self, s_pre: Tensor, q_post: Tensor, d: Tensor | int) -> None:
         """s_pre (B, n_pre), q_post (B, n_post) bool spikes of this step; d: (B,) or int dopamine."""
@@ -150,19 +172,16 @@ class FixedCascadeRSTDP:
         s, q = s_pre.to(torch.int64), q_post.to(torch.int64)
         x, y = _decay_trunc(self.x, 4096 - p.dx), _decay_trunc(self.y, 4096 - p.dy)
         # coincidences only where a pre or post neuron spiked (sparse): same integers as the dense formula
-        b, k = (s_pre.bool()[:, pre] | q_post.bool()[:, post]).nonzero(as_tuple=True)
+        b, k = self._active_synapses(s_pre.bool(), q_post.bool())
         pk, qk = pre[k], post[k]
         c = p.a_plus * x[b, pk] * q[b, qk] - p.a_minus * y[b, qk] * s[b, pk]
         self.x = (x + p.impulse * s).clamp_(max=127)
         self.y = (y + p.impulse * q).clamp_(max=127)
-        e = self.e
-        e0 = e[0] - _round_shift(e[0] * p.r)
-        if e.shape[0] > 1:
-            e[1:] += _round_shift((e[:-1] - e[1:]) * p.r)
-        e[0] = e0
+        e = _cascade_update(self.e, p.r)
         if k.numel():
             e[0].index_put_((b, k), c << p.c_shift, accumulate=True)
-        e.clamp_(-_MAX24, _MAX24)
+            e[0].clamp_(-_MAX24, _MAX24)
+        self.e = e
         d = torch.as_tensor(d, dtype=torch.int64).reshape(-1, 1).expand(self.B, 1)
         if bool((d != 0).any()):  # no dopamine, no weight change (w_acc is always within [lo, hi])
             self.w_acc = (self.w_acc + ((d * p.lr_mant * e[-1]) >> p.lr_shift)).clamp_(p.lo, p.hi)

@@ -143,7 +143,11 @@ class FixedProjection:
                 Wd = torch.zeros(self.n_pre, self.n_post, dtype=torch.float64)
                 Wd[self.pre, self.post] = w.reshape(-1).double()
                 self._dense = cache = (self.w_mant, Wd)
-            a = torch.round(z_pre.double() @ cache[1]).to(torch.int64)
+            if B == 1:  # event-driven: the rows of the few neurons that spiked (exact integer sums)
+                idx = z_pre[0].nonzero().view(-1)
+                a = torch.round(cache[1].index_select(0, idx).sum(0, keepdim=True)).to(torch.int64)
+            else:
+                a = torch.round(z_pre.double() @ cache[1]).to(torch.int64)
         else:
             contrib = w * z_pre[:, self.pre].to(torch.int64)
             a = torch.zeros(B, self.n_post, dtype=torch.int64).index_add_(1, self.post, contrib)

@@ -82,8 +82,8 @@ class PyCascadeRSTDPFixed(PyLoihiProcessModel):
         x ← trunc(x·(4096 − dx)/4096);  y ← trunc(y·(4096 − dy)/4096)       7-bit traces, before impulses
         c = a_plus·x[pre]·q[post] − a_minus·y[post]·s[pre]                   STDP coincidence
         x ← min(x + imp·s, 127);  y ← min(y + imp·q, 127)
-        e_k ← e_k + round((e_{k−1} − e_k)·r/4096) (k ≥ 2, old e_{k−1});  e_1 ← e_1 − round(e_1·r/4096) + (c << c_shift)
-        (each e_k saturates to 24 bits)
+        e_k ← e_k + round((e_{k−1} − e_k)·r/4096) for every stage (old values, e_0 ≡ 0), saturating
+        to 24 bits; then e_1 ← sat24(e_1 + (c << c_shift))
         w_acc ← clip(w_acc + ((d·lr_mant·e_n) >> lr_shift), lo, hi)           (lo, hi: |w| bounds, Dale sign)
         a(t) = Σ_{s[pre]} (w_acc >> frac_bits) then << / >> weight_exp      sent at t + 1
     """
@@ -120,10 +120,11 @@ class PyCascadeRSTDPFixed(PyLoihiProcessModel):
         e = self.elig
         old = e.copy()
         r = p["r"]
-        e[0] = old[0] - round_shift(old[0] * r, 12) + (c << p["c_shift"])
+        e[0] = old[0] + round_shift(-old[0] * r, 12)
         for k in range(1, e.shape[0]):
             e[k] = old[k] + round_shift((old[k - 1] - old[k]) * r, 12)
         np.clip(e, -MAX24, MAX24, out=e)
+        e[0] = np.clip(e[0] + (c << p["c_shift"]), -MAX24, MAX24)
         if d != 0:
             self.w_acc[:] = np.clip(self.w_acc + ((d * p["lr_mant"] * e[-1]) >> p["lr_shift"]), p["lo"], p["hi"])
         w = self.w_acc >> p["frac_bits"]
