@@ -6,7 +6,6 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import pytest
 
 from neuroprobe.cli import main
 from neuroprobe.experiments.rundir import read_metrics

@@ -55,6 +55,8 @@ def _inputs_spec(spec: SpikingSpec) -> SpikingSpec:
 
 
 def _load(source: Path, overrides: list[str]) -> tuple[dict, dict | None, str]:
+    if source.suffix == ".pt" and source.is_file():  # a checkpoint: its run directory
+        source = source.parent
     if source.is_dir():
         cfg_path = source / "config.toml"
         if not cfg_path.exists():

@@ -39,6 +39,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError
 from ..neurons.lif_fixed import LoihiLIFParameters, hash_noise, loihi_lif_step, shift_accumulated
 from .network import SpikingNetwork
+from .projection import find_projection
 from .spec import SpikingSpec
 
 __all__ = ["FixedPointNetwork", "FixedProjection", "quantize_lif", "quantize_weights", "quantization_report",
@@ -198,10 +199,7 @@ class FixedPointNetwork(nn.Module):
         return cls(spec, lif, k, projs, noise, scale, noise_seed)
 
     def projection(self, name: str) -> FixedProjection:
-        for p in self.fixed_projections:
-            if p.name == name:
-                return p
-        raise ConfigError(f"unknown projection {name!r}; have {[p.name for p in self.fixed_projections]}")
+        return find_projection(self.fixed_projections, name)
 
     def init_state(self, batch: int) -> dict:
         z = {n: torch.zeros(batch, p.size, dtype=torch.bool) for n, p in self.pops.items()}

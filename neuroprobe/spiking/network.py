@@ -25,7 +25,7 @@ from torch import Tensor, nn
 from ..errors import ConfigError, ShapeError
 from ..neurons.inputs import poisson_spikes
 from ..neurons.lif import LIFState, default_engine, lif_init, lif_step, torch_step_fn
-from .projection import (csr_matmul, csr_rowptr, padded_rows, propagate,
+from .projection import (csr_matmul, find_projection, csr_rowptr, padded_rows, propagate,
                          random_connectivity)
 from .spec import SIGNS, ProjectionSpec, SpikingSpec
 
@@ -179,10 +179,7 @@ class SpikingNetwork(nn.Module):
         return self.projections[0].pre.device if len(self.projections) else torch.device("cpu")
 
     def projection(self, name: str) -> Projection:
-        for p in self.projections:
-            if p.name == name:
-                return p
-        raise ConfigError(f"unknown projection {name!r}; have {[p.name for p in self.projections]}")
+        return find_projection(self.projections, name)
 
     def init_state(self, batch: int) -> NetworkState:
         """Resting state of every population for a batch of trials; no spikes yet."""

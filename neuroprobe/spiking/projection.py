@@ -156,3 +156,12 @@ def propagate(z_pre: Tensor, pre: Tensor, post: Tensor, weight: Tensor, n_post: 
     if rowptr is None:
         raise ConfigError("event-driven propagation needs the projection's rowptr")
     return _event(z_pre, pre, post, weight, n_post, rowptr)
+
+
+def find_projection(projections, name: str):
+    """The projection called ``name`` (``"<pre>-><post>"``) among ``projections`` (anything with a
+    ``.name``); ConfigError listing the names otherwise."""
+    for p in projections:
+        if p.name == name:
+            return p
+    raise ConfigError(f"unknown projection {name!r}; have {[p.name for p in projections]}")
