@@ -107,7 +107,8 @@ class FixedDistalReward:
     ``d ← trunc(d·(4096 − r_d)/4096) + amp·(#rewards delivered this step)``.
 
     pre, post: (B,) neuron indices; seeds: (B,) ints; window, delay_min, delay_max: steps;
-    r_d: 12-bit dopamine decay; amp: dopamine per reward."""
+    r_d: 12-bit dopamine decay; amp: dopamine per reward (large, e.g. 2**14: the truncating decay
+    drops at least 1 per step, so a small amp would fall linearly instead of exponentially)."""
 
     def __init__(self, pre: Tensor, post: Tensor, seeds: Tensor, window: int, delay_min: int, delay_max: int,
                  r_d: int, amp: int):
