@@ -87,13 +87,16 @@ def quantize_lif(name: str, p, i_ext: float, dt: float, scale: int) -> tuple[Loi
     return LoihiLIFParameters(du=du, dv=dv, vth=vth, bias_mant=mant, bias_exp=exp), k
 
 
-def quantize_weights(w_real: Tensor, bits: int = 8) -> tuple[Tensor, int]:
+def quantize_weights(w_real: Tensor, bits: int = 8, span: float | None = None) -> tuple[Tensor, int]:
     """Real input values per spike (a-units) → (int64 mantissas, exponent) as Lava's Dense stores
     them: single-sign weights use ``bits`` bits of magnitude (0..255), mixed signs one less and
-    an even mantissa (Lava truncates their least significant bit)."""
+    an even mantissa (Lava truncates their least significant bit). ``span``: the largest |value|
+    the mantissas must be able to reach (default: the largest given)."""
     mixed = bool((w_real > 0).any() and (w_real < 0).any())
     top = 2 ** bits - 1 if not mixed else 2 ** (bits - 1) - 1
     m = float(w_real.abs().max()) if w_real.numel() else 0.0
+    if span is not None and span > 0:
+        m = max(m, span)
     if m == 0:
         return torch.zeros(w_real.shape, dtype=torch.int64), 0
     exp = math.ceil(math.log2(m / top))
@@ -193,7 +196,10 @@ class FixedPointNetwork(nn.Module):
         for pr in net.projections:
             kk = k[pr.spec.post]
             real = pr.weight.detach().double() * (kk * scale / 64)
-            mant, exp = quantize_weights(real, weight_bits)
+            # the exponent must cover the weights' whole allowed range (w_max), not just today's
+            # weights, or plasticity could never reach w_max in 8 bits
+            span = pr.spec.w_max * (kk * scale / 64) if math.isfinite(pr.spec.w_max) else None
+            mant, exp = quantize_weights(real, weight_bits, span)
             projs.append(FixedProjection(pr.name, pr.spec.pre, pr.spec.post, pr.n_pre, pr.n_post,
                                          pr.pre.cpu(), pr.post.cpu(), mant, exp, 2 ** exp / (kk * scale / 64)))
         return cls(spec, lif, k, projs, noise, scale, noise_seed)
@@ -263,8 +269,10 @@ def quantization_report(net: SpikingNetwork, fixed: FixedPointNetwork) -> dict:
         wq = fp.w_mant.double() * fp.scale_w
         nz = w != 0
         rel = ((wq - w).abs()[nz] / w.abs()[nz]) if nz.any() else torch.zeros(1, dtype=torch.float64)
-        rep["projections"][fp.name] = {"weight_exp": fp.weight_exp, "max_rel_err": float(rel.max()),
-                                       "rms_rel_err": float(rel.pow(2).mean().sqrt())}
+        top = float(w.abs().max()) or 1.0
+        rep["projections"][fp.name] = {"weight_exp": fp.weight_exp, "lsb": fp.scale_w,
+                                       "max_abs_err_over_max_w": float((wq - w).abs().max()) / top,
+                                       "max_rel_err": float(rel.max()), "rms_rel_err": float(rel.pow(2).mean().sqrt())}
     return rep
 
 
