@@ -103,7 +103,8 @@ def report(out: Path, chosen: dict, report_path: Path) -> None:
     axes[0, -1].legend(fontsize=6)
     fig.suptitle("Distal reward: the rewarded synapse vs the other exc→exc synapses", fontsize=10)
     fig.tight_layout()
-    fig_path = report_path.parent / "figures" / "distal_reward_orders.png"
+    stem = "distal_reward_orders" if report_path.stem == "distal_reward" else report_path.stem
+    fig_path = report_path.parent / "figures" / f"{stem}.png"
     fig_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(fig_path, dpi=110)
     plt.close(fig)
