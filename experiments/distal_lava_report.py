@@ -44,9 +44,12 @@ def main() -> None:
     dep = Path(args.deploy)
     panels = [("Lava fixed_pt (on-chip learning)", curves(dep / "metrics.csv")),
               ("torch engine, fixed point", curves(dep / "metrics_torch_fixed.csv"))]
+    twin = dep / "metrics_torch_float_twin.csv"  # experiments/distal_float_twin.py
+    if twin.exists():
+        panels.append(("torch engine, float, the chip's noise and rewards", curves(twin)))
     if args.float_run:
         panels.append(("torch engine, float (own noise)", curves(Path(args.float_run) / "metrics.csv")))
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), sharey=True)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.0 * len(panels), 3.4), sharey=True)
     rows = ["| engine | simulated s | rewarded |w| | others p99 | others mean | rank | rewards |", "|---|---|---|---|---|---|---|"]
     for ax, (title, c) in zip(np.atleast_1d(axes), panels):
         ax.plot(c["time"], c["w_rewarded"], lw=1.6, label="rewarded synapse")

@@ -90,7 +90,7 @@ def deploy(source: str | Path, backend: str = "lava", precision: str = "fixed", 
         raise ConfigError(f"deploy --steps {T}: must be >= 1")
     out = Path(out) if out else Path("runs") / f"{name}-lava-{precision}"
     out.mkdir(parents=True, exist_ok=True)
-    (out / "config.toml").write_text(tomli_w.dumps(_plain(cfg)))
+    (out / "config.toml").write_text(tomli_w.dumps(_plain({k: v for k, v in cfg.items() if k != "kind"})))  # as RunDir
     gen = torch.Generator().manual_seed(int(cfg.get("seed", 0)))
     dspec = _inputs_spec(spec)
     net = SpikingNetwork(dspec, gen, dtype=torch.float64)
