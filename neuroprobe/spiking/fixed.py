@@ -36,9 +36,9 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError, ShapeError
+from ..errors import ConfigError
 from ..neurons.lif_fixed import LoihiLIFParameters, hash_noise, loihi_lif_step, shift_accumulated
-from .network import SpikingNetwork
+from .network import SpikingNetwork, input_spikes
 from .projection import find_projection
 from .spec import SpikingSpec
 
@@ -231,12 +231,7 @@ class FixedPointNetwork(nn.Module):
         z_new, u_new, v_new = {}, {}, {}
         for name, p in self.pops.items():
             if p.kind == "input":
-                if name not in inputs:
-                    raise ConfigError(f"population {name!r} is an 'input' population: pass its spikes in inputs")
-                x = inputs[name]
-                if x.shape != (B, p.size):
-                    raise ShapeError(f"inputs[{name!r}] has shape {tuple(x.shape)}, expected {(B, p.size)}")
-                z_new[name] = x.to(torch.bool)
+                z_new[name] = input_spikes(name, p.size, inputs, B).to(torch.bool)
         a = {name: torch.zeros(B, self.pops[name].size, dtype=torch.int64) for name in self.lif}
         for pr in self.fixed_projections:
             a[pr.post_pop] = a[pr.post_pop] + pr.accumulate(z_prev[pr.pre_pop])

@@ -39,6 +39,17 @@ _EVENT_NS, _CSR_NS = 20.0, (3.5, 0.3)
 NetworkState = dict  # {"z": {pop: (B, N)}, "lif": {pop: LIFState}, "noise": {pop: (B, N) | None}}
 
 
+def input_spikes(name: str, size: int, inputs: Mapping[str, Tensor], B: int) -> Tensor:
+    """The (B, size) spikes given for the "input" population ``name``; one-line errors if missing
+    or misshapen (shared by the float and fixed-point engines)."""
+    if name not in inputs:
+        raise ConfigError(f"population {name!r} is an 'input' population: pass its spikes in inputs")
+    x = inputs[name]
+    if x.shape != (B, size):
+        raise ShapeError(f"inputs[{name!r}] has shape {tuple(x.shape)}, expected {(B, size)}")
+    return x
+
+
 class Projection(nn.Module):
     """Synapses pre → post as a CSR-by-pre edge list with signed weights.
 
@@ -210,12 +221,7 @@ class SpikingNetwork(nn.Module):
         z_new, lif_new, noise = {}, {}, {}
         for name, p in self._ext:
             if p.kind == "input":
-                if name not in inputs:
-                    raise ConfigError(f"population {name!r} is an 'input' population: pass its spikes in inputs")
-                x = inputs[name]
-                if x.shape != (B, p.size):
-                    raise ShapeError(f"inputs[{name!r}] has shape {tuple(x.shape)}, expected {(B, p.size)}")
-                z_new[name] = x.to(self.dtype)
+                z_new[name] = input_spikes(name, p.size, inputs, B).to(self.dtype)
             else:  # poisson
                 rates = inputs.get(name)
                 if rates is None:

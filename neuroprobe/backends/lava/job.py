@@ -11,7 +11,6 @@ from __future__ import annotations
 from typing import Mapping
 
 import numpy as np
-import torch
 
 from ...errors import ConfigError
 from ...spiking.fixed import FixedPointNetwork
@@ -130,6 +129,3 @@ def float_job(net: SpikingNetwork, steps: int, inputs: Mapping[str, np.ndarray] 
            "record": dict(record or {}), "dopamine": None}
     return job, arrays
 
-
-def as_numpy_spikes(z: torch.Tensor) -> np.ndarray:
-    return z.detach().cpu().numpy().astype(np.uint8)
