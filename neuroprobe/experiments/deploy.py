@@ -130,15 +130,11 @@ def _plain(x):
 
 
 def _load_trial0_weights(net: SpikingNetwork, state: dict) -> None:
-    for pr in net.projections:
-        key = f"projections.{list(net.projections).index(pr)}.weight"
+    for j, pr in enumerate(net.projections):
+        key = f"projections.{j}.weight"
         if key in state:
             w = state[key]
             pr.weight.data.copy_((w[0] if w.dim() == 2 else w).to(pr.weight.dtype))
-
-
-def _recordings_torch(z_list: dict[str, list], K: int) -> dict[str, np.ndarray]:
-    return {f"spikes/{k}": torch.stack(v[-K:]).numpy().astype(np.uint8) for k, v in z_list.items()}
 
 
 def _open_loop(fx: FixedPointNetwork | None, net: SpikingNetwork | None, T: int, inputs: dict, timeout: float,
@@ -179,16 +175,16 @@ def _open_loop(fx: FixedPointNetwork | None, net: SpikingNetwork | None, T: int,
         theirs = lava[f"spikes/{n}"] if record_v else lava[f"window/{n}"]
         ours_cmp = ours if record_v else ours[-K:]
         cmp[n] = {"spike_mismatches": int((ours_cmp != theirs).sum()), "spikes_compared": int(theirs.size),
-                  "rate_hz_lava": float(theirs.mean() / fx_dt(model)), "rate_hz_torch": float(ours_cmp.mean() / fx_dt(model))}
+                  "rate_hz_lava": float(theirs.mean() / model.spec.dt), "rate_hz_torch": float(ours_cmp.mean() / model.spec.dt)}
         recs[f"spikes/{n}"] = theirs[-K:].astype(np.uint8)
-        recs[f"time/spikes/{n}"] = np.arange(T - min(K, T) + 1, T + 1) * fx_dt(model)
+        recs[f"time/spikes/{n}"] = np.arange(T - min(K, T) + 1, T + 1) * model.spec.dt
         if record_v:
             v_lava = lava[f"v/{n}"].astype(np.float64) / (fx.scale if fx is not None else 1.0)
             v_torch = torch.stack(vs[n]).numpy()
             cmp[n]["max_abs_dv"] = float(np.abs(v_lava - v_torch).max())
             recs[f"v/{n}"] = v_lava[-K:].astype(np.float32)
             recs[f"time/v/{n}"] = recs[f"time/spikes/{n}"]
-    recs["meta/dt"] = np.array(fx_dt(model))
+    recs["meta/dt"] = np.array(model.spec.dt)
     return {"recordings": recs, "report": {"agreement": cmp, "wall_s": {"lava": lava_wall, "torch": torch_wall,
                                                                        "lava_build": float(lava["timing"][0]),
                                                                        "lava_run": float(lava["timing"][1]),
@@ -219,10 +215,6 @@ def _run_lava(job: dict, arrays: dict, out: Path, timeout: float, progress: bool
 def _lava_overheads(lava: dict) -> dict:
     t = lava["timing"]
     return {"lava_stop": float(t[2]), "lava_import": float(t[3])} if len(t) >= 4 else {}
-
-
-def fx_dt(model) -> float:
-    return model.spec.dt
 
 
 def _distal_fixed(cfg: dict, fx: FixedPointNetwork, net: SpikingNetwork, T: int, gen: torch.Generator, inputs: dict,
