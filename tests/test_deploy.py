@@ -143,3 +143,24 @@ def test_deploy_errors_are_one_line(tmp_path, capsys):
     cfg = write(tmp_path)
     assert main(["deploy", str(cfg), "--precision", "float", "--steps", "10", "--out", str(tmp_path / "y")]) == 2
     assert "no noise" in capsys.readouterr().err
+
+
+def test_deploy_a_trained_run_directory_uses_its_checkpoint_weights(tmp_path):
+    """A torch run's directory deploys with the weights of its checkpoint (trial 0)."""
+    cfg = write(tmp_path)
+    run = tmp_path / "run"
+    assert main(["run", str(cfg), "--out", str(run), "--set", "task.duration=0.3", "--set", "run.progress=false"]) == 0
+    import torch
+
+    w_trained = torch.load(run / "checkpoint.pt", weights_only=False)["net"]["projections.1.weight"]
+    w_trained = w_trained[0] if w_trained.dim() == 2 else w_trained
+    out = tmp_path / "dep"
+    assert main(["deploy", str(run / "checkpoint.pt"), "--steps", "100", "--out", str(out), "--no-progress",
+                 "--set", "task.report_every=0.01"]) == 0
+    # the first report (10 steps) comes before any reward can arrive (delay_min 50 steps): the
+    # weights reported there are the deployed ones
+    m = read_metrics(out / "metrics.csv")
+    others = np.delete(w_trained.abs().double().numpy(), json.loads((out / "deploy.json").read_text())["rewarded_synapse"])
+    assert abs(others.mean() - 0.3) > 0.05  # training moved the weights away from their initial 0.3
+    assert abs(float(m["w_mean"][0]) - others.mean()) < 0.005  # the trained weights, quantised
+    assert int(m["rewards"][0]) == 0

@@ -100,7 +100,7 @@ def fixed_rstdp_params(proj: FixedProjection, dt: float, order: int, delay: floa
     # Δw_acc per step = d_int·lr_mant·e_n >> lr_shift  ≈  lr·d·e_float · (2**frac / scale_w)
     target = lr * dopamine_unit * (2 ** p0.frac_bits / proj.scale_w) / max(peak, 1)  # per (d_int·e_n)
     shift = max(0, min(40, math.floor(math.log2(255 / target)))) if target > 0 else 40
-    mant = max(1, min(255, round(target * 2 ** shift)))
+    mant = max(1, min(255, round(target * 2 ** shift))) if target > 0 else 0  # lr = 0: no change at all
     lo, hi = w_min / proj.scale_w * 2 ** p0.frac_bits, min(w_max / proj.scale_w, 255) * 2 ** p0.frac_bits
     lo_i, hi_i = (round(lo), round(hi)) if sign >= 0 else (-round(hi), -round(lo))
     return FixedRSTDPParams(**{**p0.as_dict(), "lr_mant": mant, "lr_shift": shift, "lo": lo_i, "hi": hi_i})
