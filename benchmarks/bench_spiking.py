@@ -92,8 +92,13 @@ class Sim:
     batch = 1
     fixed_cost = False
 
-    def run(self, steps: int) -> None:
+    def _step(self):
         raise NotImplementedError
+
+    @torch.no_grad()
+    def run(self, steps: int) -> None:
+        for _ in range(steps):
+            self._step()
 
     def rate(self, steps: int) -> float:
         """Mean firing rate (Hz) over ``steps`` further steps (not timed)."""
@@ -123,11 +128,6 @@ class NeuroprobeSim(Sim):
             self.proj.weight.add_(self.proj.weight.grad, alpha=-LR)  # torch.optim.SGD's update, w/o its overhead
             self.proj.clamp_()
         return z
-
-    @torch.no_grad()
-    def run(self, steps: int) -> None:
-        for _ in range(steps):
-            self._step()
 
     @torch.no_grad()
     def rate(self, steps: int) -> float:
@@ -168,11 +168,6 @@ class NorseSim(Sim):
         i_in = (self.W @ self.z.T).T + SIGMA * torch.randn(1, self.n, generator=self.gen)
         self.z, self.s = self.cell(i_in, self.s)
         return self.z
-
-    @torch.no_grad()
-    def run(self, steps: int) -> None:
-        for _ in range(steps):
-            self._step()
 
     @torch.no_grad()
     def rate(self, steps: int) -> float:

@@ -31,8 +31,7 @@ from neuroprobe.experiments.deploy import _inputs_spec  # noqa: E402
 from neuroprobe.neurons.inputs import poisson_spikes  # noqa: E402
 from neuroprobe.rules.rstdp import CascadeRSTDP  # noqa: E402
 from neuroprobe.spiking import SpikingNetwork, load_spiking_spec  # noqa: E402
-from neuroprobe.spiking.fixed import FixedPointNetwork  # noqa: E402
-from neuroprobe.spiking.spec import PopulationSpec, SpikingSpec  # noqa: E402
+from neuroprobe.spiking.fixed import FixedPointNetwork, noiseless_spec  # noqa: E402
 from neuroprobe.tasks.distal_reward import FixedDistalReward  # noqa: E402
 
 
@@ -52,10 +51,7 @@ def main() -> None:
     inputs = {p.name: poisson_spikes(torch.full((T, p.size), p.rate, dtype=torch.float64), spec.dt, gen)
               for p in orig.populations if p.kind == "poisson"}  # the deploy's pre-drawn input spikes
     fx = FixedPointNetwork.from_float(net, noise_seed=int(cfg.get("seed", 0)))
-    from dataclasses import replace
-    quiet = SpikingSpec(tuple(PopulationSpec(p.name, p.size, p.kind, replace(p.lif, noise="none", noise_std=0.0),
-                                             p.rate, p.sign, p.i_ext) if p.kind == "lif" else p
-                              for p in spec.populations), spec.projections, spec.dt, "torch")
+    quiet = noiseless_spec(spec)
     fnet = SpikingNetwork(quiet, torch.Generator().manual_seed(int(cfg.get("seed", 0))), dtype=torch.float64)
     for a, b in zip(fnet.projections, net.projections):
         assert torch.equal(a.pre, b.pre) and torch.equal(a.weight, b.weight)
@@ -73,7 +69,7 @@ def main() -> None:
     lr = float(r["lr"])
     with torch.no_grad():
         for step in tqdm(range(T), desc="float twin", unit="step", mininterval=2.0):
-            cur = {n: fx.noise_current(n, step + 1, 1).double() / (fx.k[n] * fx.scale / 64) for n in fx.noise}
+            cur = {n: fx.noise_as_current(n, step + 1, 1) for n in fx.noise}
             cur.update({n: x[step:step + 1] for n, x in inputs.items()})
             z, st = fnet.step(st, cur)
             rule.step(z["exc"], z["exc"])

@@ -221,6 +221,11 @@ class FixedPointNetwork(nn.Module):
         seeds = self.noise_seed + torch.arange(batch, dtype=torch.int64)[:, None]
         return hash_noise(seeds, t, idx, mant, shift)
 
+    def noise_as_current(self, name: str, t: int, batch: int) -> Tensor:
+        """:meth:`noise_current` converted to the float model's current (a-units ÷ k·scale/64),
+        float64: what a float twin adds to ``i_in`` to see the same noise."""
+        return self.noise_current(name, t, batch).double() / (self.k[name] * self.scale / 64)
+
     def step(self, state: dict, inputs: Mapping[str, Tensor] | None = None) -> tuple[dict[str, Tensor], dict]:
         """Advance one step. inputs: per "input" population its (B, N) spikes this step.
         Returns ({population: (B, N) bool spikes}, new state)."""
@@ -245,6 +250,18 @@ class FixedPointNetwork(nn.Module):
     def voltage(self, state: dict, name: str) -> Tensor:
         """(B, N) membrane potential of ``name`` in the float model's voltage units."""
         return state["v"][name].double() / self.scale
+
+
+def noiseless_spec(spec: SpikingSpec) -> SpikingSpec:
+    """The spec with every LIF population's own noise off (engine "torch"): for float twins that
+    receive the fixed point's hash noise as an input current instead."""
+    from dataclasses import replace
+
+    from .spec import PopulationSpec
+
+    return SpikingSpec(tuple(PopulationSpec(p.name, p.size, p.kind, replace(p.lif, noise="none", noise_std=0.0),
+                                            p.rate, p.sign, p.i_ext) if p.kind == "lif" else p
+                             for p in spec.populations), spec.projections, spec.dt, "torch")
 
 
 def quantization_report(net: SpikingNetwork, fixed: FixedPointNetwork) -> dict:
@@ -281,14 +298,8 @@ def quantization_error(net: SpikingNetwork, fixed: FixedPointNetwork, steps: int
     both, the fraction of float spikes matched by a fixed-point spike of the same neuron within ±1
     step, the RMS voltage difference (in units of v_th) and the first step where the spike trains
     differ (None if never)."""
-    from dataclasses import replace
-
-    from .spec import PopulationSpec
-
     inputs = inputs or {}
-    quiet = SpikingSpec(tuple(PopulationSpec(p.name, p.size, p.kind, replace(p.lif, noise="none", noise_std=0.0),
-                                             p.rate, p.sign, p.i_ext) if p.kind == "lif" else p
-                              for p in net.spec.populations), net.spec.projections, net.spec.dt, "torch")
+    quiet = noiseless_spec(net.spec)
     fnet = SpikingNetwork(quiet, dtype=torch.float64)
     for fp, p in zip(fnet.projections, net.projections):  # the same synapses and (trial 0's) weights
         for name in ("pre", "post", "rowptr", "by_post", "colptr"):
@@ -304,8 +315,8 @@ def quantization_error(net: SpikingNetwork, fixed: FixedPointNetwork, steps: int
         for t in range(steps):
             x = {k: v[t:t + 1] for k, v in inputs.items()}
             ext = dict({k: v.double() for k, v in x.items()})
-            for n in fixed.noise:  # the same noise as current: a-units → current (÷ k·scale/64)
-                ext[n] = fixed.noise_current(n, t + 1, 1).double() / (fixed.k[n] * fixed.scale / 64)
+            for n in fixed.noise:  # the same noise, as current
+                ext[n] = fixed.noise_as_current(n, t + 1, 1)
             z1, sf = fnet.step(sf, ext)
             z2, sx = fixed.step(sx, {k: v.bool() for k, v in x.items()})
             for n in lif:
