@@ -178,20 +178,19 @@ def probe_alignment(net: RateNetwork, states: Tensor, samples: int, generator: t
             for n, e, g in zip(net.layer_names, est, exact)}
 
 
-def align_config(cfg: dict, samples: int = 2000, n_states: int = 64) -> dict[str, float]:
-    """The ``neuroprobe align`` computation for a validated RL config (first seed's network)."""
+def align_config(exp, samples: int = 2000, n_states: int = 64) -> dict[str, float]:
+    """The ``neuroprobe align`` computation for a validated RL experiment (first seed's network)."""
     from .errors import ConfigError
-    from .experiments.build import network_spec
 
-    if cfg["kind"] != "rl":
-        raise ConfigError(f"align: task {cfg['task']['name']!r} is supervised; the CET alignment is a column of its "
+    if exp.family != "rl":
+        raise ConfigError(f"align: task {exp.task.name!r} is not an RL task; the CET alignment is a column of its "
                           f"metrics.csv (align_<layer>)")
-    gen = torch.Generator().manual_seed(cfg["seed"])
-    net = RateNetwork(network_spec(cfg), generator=gen)
-    states = collect_states(net, cfg["task"]["name"], n_states, cfg["seed"], gen)
-    r = cfg["rule"]
-    if r["name"] == "probe":
-        return probe_alignment(net, states, samples, gen, r, seed=cfg["seed"])
-    return alignment(net, r["name"], states, samples, r.get("noise_std", 1e-3), gen,
-                     noise_norm=r.get("noise_norm", "global"), clean_pass=r.get("clean_pass", True),
-                     passes=r.get("passes", 1))
+    gen = torch.Generator().manual_seed(exp.seed)
+    net = RateNetwork(exp.model_spec, generator=gen)
+    states = collect_states(net, exp.task.name, n_states, exp.seed, gen)
+    r = exp.rule
+    if r.name == "probe":
+        return probe_alignment(net, states, samples, gen, r.model_dump(), seed=exp.seed)
+    return alignment(net, r.name, states, samples, getattr(r, "noise_std", 1e-3), gen,
+                     noise_norm=getattr(r, "noise_norm", "global"), clean_pass=getattr(r, "clean_pass", True),
+                     passes=getattr(r, "passes", 1))

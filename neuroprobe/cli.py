@@ -1,45 +1,49 @@
-"""Command line: ``neuroprobe run | align | plot | deploy | info``.
+"""Command line: ``neuroprobe run | schema | align | plot | deploy | info``.
 
-Bad input (config, file, value) prints one line, ``error: …``, and exits with code 2; a run that
-fails (non-finite weights, a broken checkpoint) exits with code 1. No tracebacks for either.
+Bad input (config, file, value, argument) prints one line, ``error: …``, and exits with code 2; a run
+that stops (non-finite weights, a refused checkpoint) exits with code 1. No tracebacks for either.
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 
 from .errors import ConfigError, NeuroprobeError
 
 
 def _cmd_run(args) -> None:
-    from .experiments.runner import run_experiment
+    from .runner import run_experiment
 
-    if args.resume is None and args.config is None:
-        raise ConfigError("run: give CONFIG.toml, or --resume RUN_DIR")
     overrides = list(args.set) + ([f"run.backend={args.backend}"] if args.backend else [])
     path = run_experiment(args.config, overrides=overrides, seed=args.seed, out=args.out, resume=args.resume)
     summary = json.loads((path / "summary.json").read_text())
-    files = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+    files = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                   and not p.name.endswith(".tmp"))
     print(f"wrote {path}/{{{', '.join(files)}}}")
     if "mean" in summary and "std" in summary:
-        print(f"{summary['metric']}: {summary['mean']:.1f} ± {summary['std']:.1f} over {len(summary['per_seed'])} seeds")
-    else:
+        print(f"{summary['metric']}: {summary['mean']:.3g} ± {summary['std']:.2g} over {len(summary['per_seed'])} seeds")
+    elif "final" in summary:
         print(f"{summary['metric']}: {summary['final']:.3f}")
+
+
+def _cmd_schema(args) -> None:
+    from .config import experiment_json_schema
+
+    print(json.dumps(experiment_json_schema(), indent=2))
 
 
 def _cmd_align(args) -> None:
     from .align import align_config
-    from .experiments.config import load_config
+    from .config import load_experiment
 
-    if args.samples < 1:
-        raise ConfigError(f"--samples {args.samples}: must be >= 1")
-    cfg = load_config(args.config, args.set, args.seed)
-    result = align_config(cfg, samples=args.samples, n_states=args.states)
+    exp = load_experiment(args.config, args.set, args.seed)
+    result = align_config(exp, samples=args.samples, n_states=args.states)
     if args.json:
         print(json.dumps(result))
         return
-    print(f"{'layer':8s} cosine(expected {cfg['rule']['name'].upper()} update, autograd gradient)  N = {args.samples}")
+    print(f"{'layer':8s} cosine(expected {exp.rule.name.upper()} update, autograd gradient)  N = {args.samples}")
     for k, v in result.items():
         print(f"{k:8s} {v:.3f}")
 
@@ -52,7 +56,7 @@ def _cmd_plot(args) -> None:
 
 
 def _cmd_deploy(args) -> None:
-    from .experiments.deploy import deploy
+    from .deploy import deploy
 
     deploy(args.source, backend=args.backend, precision=args.precision, steps=args.steps, out=args.out,
            overrides=args.set, timeout=args.timeout, record_steps=args.record_steps, progress=not args.no_progress)
@@ -62,8 +66,9 @@ def _cmd_info(args) -> None:
     import importlib.metadata as md
     import platform
 
-    print(f"neuroprobe {md.version('neuroprobe')} · Python {platform.python_version()}")
-    for pkg in ("torch", "numpy", "scipy", "gymnasium", "neurogym", "scikit-learn", "matplotlib", "norse", "brian2", "nir"):
+    print(f"neuroprobe {_version()} · Python {platform.python_version()}")
+    for pkg in ("torch", "numpy", "scipy", "gymnasium", "neurogym", "scikit-learn", "matplotlib", "norse", "brian2", "nir",
+                "pydantic"):
         try:
             print(f"  {pkg:13s} {md.version(pkg)}")
         except md.PackageNotFoundError:
@@ -77,6 +82,12 @@ def _cmd_info(args) -> None:
     print(f"  lava          {'ok: ' if st['ok'] else 'NOT WORKING: '}{st['detail']} ({st['python']})")
 
 
+def _version() -> str:
+    from . import __version__
+
+    return __version__
+
+
 class _Parser(argparse.ArgumentParser):
     """argparse with one-line errors (``error: …``, exit 2), like every other neuroprobe error."""
 
@@ -84,23 +95,49 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"error: {self.prog}: {message} (see {self.prog} --help)\n")
 
 
+def _int_arg(lo: int, hi: int = 2**62):
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if not lo <= v <= hi:
+            raise argparse.ArgumentTypeError(f"{v} must be in [{lo}, {hi}]")
+        return v
+    return parse
+
+
+def _pos_float(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if not (math.isfinite(v) and v > 0):
+        raise argparse.ArgumentTypeError(f"{text} must be a finite number > 0")
+    return v
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="neuroprobe", description=__doc__.splitlines()[0])
+    p.add_argument("--version", action="version", version=f"neuroprobe {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     r = sub.add_parser("run", help="run an experiment config (or resume a run)")
     r.add_argument("config", nargs="?", help="experiment TOML (see experiments/)")
     r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override, e.g. rule.lr=0.01")
-    r.add_argument("--seed", type=int, default=None)
+    r.add_argument("--seed", type=_int_arg(0, 2**31 - 1), default=None)
     r.add_argument("--out", default=None, help="run directory (default runs/<name>-<seed>)")
-    r.add_argument("--resume", default=None, metavar="RUN_DIR", help="continue a run from its last checkpoint")
+    r.add_argument("--resume", default=None, metavar="RUN_DIR",
+                   help="continue a run from its last checkpoint (--set may change only its budget)")
     r.add_argument("--backend", default=None, choices=["torch", "brian2"],
                    help="engine of a spiking experiment (default: the config's run.backend, torch)")
     r.set_defaults(func=_cmd_run)
+    s = sub.add_parser("schema", help="print the JSON Schema of experiment configs")
+    s.set_defaults(func=_cmd_schema)
     a = sub.add_parser("align", help="cosine between a rule's expected update and the autograd gradient")
     a.add_argument("config")
-    a.add_argument("--samples", type=int, default=2000)
-    a.add_argument("--states", type=int, default=64, help="number of fixed input states")
-    a.add_argument("--seed", type=int, default=None)
+    a.add_argument("--samples", type=_int_arg(1, 10**7), default=2000)
+    a.add_argument("--states", type=_int_arg(1, 10**6), default=64, help="number of fixed input states")
+    a.add_argument("--seed", type=_int_arg(0, 2**31 - 1), default=None)
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     a.add_argument("--json", action="store_true", help="print one JSON object {layer: cosine}")
     a.set_defaults(func=_cmd_align)
@@ -112,11 +149,12 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("source", metavar="CONFIG_OR_RUN_DIR")
     d.add_argument("--backend", default="lava", choices=["lava"])
     d.add_argument("--precision", default="fixed", choices=["fixed", "float"])
-    d.add_argument("--steps", type=int, default=None, help="time steps (default: the task's duration)")
+    d.add_argument("--steps", type=_int_arg(1, 10**9), default=None, help="time steps (default: the task's duration)")
     d.add_argument("--out", default=None, help="output directory (default runs/<name>-lava-<precision>)")
     d.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
-    d.add_argument("--timeout", type=float, default=3600.0, help="seconds before the Lava run is killed")
-    d.add_argument("--record-steps", type=int, default=2000, help="spikes of the last N steps are recorded")
+    d.add_argument("--timeout", type=_pos_float, default=3600.0, help="seconds before the Lava run is killed")
+    d.add_argument("--record-steps", type=_int_arg(1, 10**9), default=2000,
+                   help="spikes of the last N steps are recorded")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=_cmd_deploy)
     i = sub.add_parser("info", help="versions and backends found")
@@ -131,15 +169,23 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args.func(args)
     except ConfigError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 2
     except NeuroprobeError as e:
-        print(f"error: {e}", file=sys.stderr)
+        print(f"error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        print("interrupted; the run can be continued with --resume", file=sys.stderr)
+        hint = " (continue it with: neuroprobe run --resume RUN_DIR)" if args.command == "run" else ""
+        print(f"interrupted{hint}", file=sys.stderr)
         return 130
+    except MemoryError:
+        print("error: out of memory (the experiment is too large for this machine)", file=sys.stderr)
+        return 1
     return 0
+
+
+def _one_line(e: Exception) -> str:
+    return " ".join(str(e).split("\n"))
 
 
 if __name__ == "__main__":

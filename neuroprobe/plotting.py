@@ -24,7 +24,7 @@ from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from .errors import ConfigError, NeuroprobeError  # noqa: E402
-from .experiments.rundir import read_metrics  # noqa: E402
+from .rundir import read_metrics  # noqa: E402
 
 __all__ = ["rolling_mean", "plot_run", "plot_recordings", "plot_raster", "plot_rates", "plot_membrane",
            "plot_state", "plot_kernels", "plot_weights", "plot_traces", "save_figure", "WEIGHT_VARIABLES"]

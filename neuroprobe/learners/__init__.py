@@ -1,0 +1,4 @@
+"""Rules as run components: each module holds rule config classes (registered with
+:func:`~neuroprobe.config.register_rule`) and the agent/learner adapters their ``build`` assembles.
+Importing this package registers every shipped rule."""
+from . import rate_rl  # noqa: F401

@@ -1,0 +1,264 @@
+"""The one run loop of neuroprobe, over three small protocols, with callbacks for everything else.
+
+    obs, info = task.reset(seed)
+    until task.finished():
+        action = agent.act(obs)                                  # network + how it acts
+        obs, reward, terminated, truncated, info = task.step(action)   # a batch-first vector env
+        if learner.learn(transition):                            # eligibility + credit -> .grad
+            optimizer.step(); agent.constrain()
+        learner.end_step()
+        callbacks: non-finite guard, metrics rows, monitors, progress bar, checkpoints
+
+* an :class:`Agent` owns the network, its encoders/decoders and sub-stepping;
+* a :class:`Learner` turns activity and a modulatory signal into ``.grad`` (accumulated, so rules
+  compose with each other and with backprop) and has ``state_dict``/``load_state_dict``;
+* a :class:`Task` is a batch-first Gymnasium-style vector env (reward delays, label streams,
+  common-seed probe branches and spike encoders are wrappers) that knows its budget;
+* a :class:`Reporter` turns steps into metrics rows (``metrics.csv``) and counts progress.
+
+Everything a step needs to be repeated exactly is in the checkpoint (the components' state dicts,
+the generator, the loop's observation and counters, the metrics file's position), so a run killed
+at any moment and resumed ends with a byte-identical ``metrics.csv``.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Protocol, runtime_checkable
+
+import torch
+from tqdm.auto import tqdm
+
+from .errors import NonFiniteError
+from .rundir import RunDir
+
+__all__ = ["Agent", "Learner", "Task", "Reporter", "Callback", "Transition", "RunParts", "BuildContext", "Loop",
+           "check_finite"]
+
+
+@dataclass
+class Transition:
+    """One step of the loop, as learners, reporters and callbacks see it."""
+
+    obs: Any            # the observation the agent acted on
+    action: Any         # what the agent returned
+    next_obs: Any       # the task's observation after the step
+    reward: Any         # (B,) reward (or modulatory signal) of the step
+    terminated: Any     # (B,) bool
+    truncated: Any      # (B,) bool
+    info: dict          # the task's info (episode ends, labels, active mask, ...)
+    updated: bool = False  # the learner wrote .grad and the optimizer stepped
+
+
+@runtime_checkable
+class Agent(Protocol):
+    def act(self, obs: Any) -> Any: ...
+    def parameters(self) -> Iterable[torch.Tensor]: ...
+    def constrain(self) -> None: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@runtime_checkable
+class Learner(Protocol):
+    def learn(self, tr: Transition) -> bool: ...
+    def end_step(self) -> None: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@runtime_checkable
+class Task(Protocol):
+    def reset(self, seed: int) -> tuple[Any, dict]: ...
+    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict]: ...
+    def finished(self) -> bool: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Reporter(Protocol):
+    columns: list[str]
+    key: list[str]           # columns that identify a row (resume truncates to the checkpoint's key)
+    def rows(self, tr: Transition) -> list[dict]: ...
+    def progress(self) -> tuple[int, int]: ...       # (done, total) in progress-bar units
+    def schedule_count(self) -> int: ...             # budget units done (run.checkpoint_every counts these)
+    def where(self) -> str: ...                      # "episode 12", "t = 3.000 s"
+    def postfix(self) -> str: ...
+    def state_dict(self) -> dict: ...
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+class Callback:
+    """Hooks around the loop; ``state_dict`` entries are checkpointed under the callback's name."""
+
+    name = "callback"
+
+    def on_start(self, loop: "Loop") -> None: ...
+    def on_step(self, loop: "Loop", tr: Transition) -> None: ...
+    def on_end(self, loop: "Loop") -> None: ...
+    def state_dict(self) -> dict:
+        return {}
+    def load_state_dict(self, state: dict) -> None: ...
+
+
+@dataclass
+class BuildContext:
+    """What a rule's ``build`` gets besides the experiment: the run's generator and device."""
+
+    generator: torch.Generator
+    device: torch.device
+
+
+@dataclass
+class RunParts:
+    """Everything :class:`Loop` runs: made by a rule config's ``build(exp, ctx)``."""
+
+    agent: Agent
+    learner: Learner
+    task: Task
+    reporter: Reporter
+    optimizer: torch.optim.Optimizer | None
+    description: str                                   # progress-bar label
+    unit: str = "step"                                  # progress-bar unit
+    callbacks: list[Callback] = field(default_factory=list)
+    hint: str = "lower rule.lr"                         # what the non-finite guard suggests
+    summary: Callable[[dict], dict] | None = None       # metrics columns -> summary.json
+
+
+def check_finite(params: Iterable[tuple[str, torch.Tensor]]) -> str | None:
+    """Name of the first parameter holding NaN/Inf, else None."""
+    for name, p in params:
+        if not bool(torch.isfinite(p).all()):
+            return name
+    return None
+
+
+class Loop:
+    """Runs :class:`RunParts` in a :class:`~neuroprobe.rundir.RunDir` (see the module docstring)."""
+
+    def __init__(self, parts: RunParts, run: RunDir, seed: int, generator: torch.Generator, checkpoint_every: int,
+                 progress: bool = True):
+        self.parts, self.run, self.seed, self.generator = parts, run, seed, generator
+        self.checkpoint_every = int(checkpoint_every)
+        self.show_progress = progress
+        self.steps = 0                    # loop steps taken
+        self.last_checkpoint = 0          # schedule count at the last checkpoint
+        self.checkpointed_at: str | None = None
+        self.obs: Any = None
+        self.metrics = None
+
+    # ------------------------------------------------------------------ state
+    def state_dict(self) -> dict:
+        from .io.state import to_plain
+
+        p = self.parts
+        return to_plain({
+            "agent": p.agent.state_dict(), "learner": p.learner.state_dict(), "task": p.task.state_dict(),
+            "reporter": p.reporter.state_dict(),
+            "optimizer": p.optimizer.state_dict() if p.optimizer is not None else None,
+            "generator": self.generator.get_state(),
+            "callbacks": {cb.name: cb.state_dict() for cb in p.callbacks},
+            "loop": {"obs": self.obs, "steps": self.steps, "schedule_count": p.reporter.schedule_count(),
+                     "where": p.reporter.where()},
+            "metrics": self.metrics.position(),
+        })
+
+    def load_state_dict(self, s: dict) -> None:
+        from .io.state import restore_like
+
+        p = self.parts
+        p.agent.load_state_dict(s["agent"])
+        p.learner.load_state_dict(s["learner"])
+        p.task.load_state_dict(s["task"])
+        p.reporter.load_state_dict(s["reporter"])
+        if p.optimizer is not None:
+            p.optimizer.load_state_dict(s["optimizer"])
+        self.generator.set_state(s["generator"])
+        for cb in p.callbacks:
+            cb.load_state_dict(s["callbacks"].get(cb.name, {}))
+        self.obs = restore_like(self.obs, s["loop"]["obs"])
+        self.steps = int(s["loop"]["steps"])
+        self.last_checkpoint = int(s["loop"]["schedule_count"])
+        self.checkpointed_at = s["loop"].get("where")
+
+    def checkpoint(self) -> None:
+        self.run.save_checkpoint(self.state_dict())
+        self.last_checkpoint = self.parts.reporter.schedule_count()
+        self.checkpointed_at = self.parts.reporter.where()
+
+    # ------------------------------------------------------------------ guard
+    def _stop(self, what: str) -> NonFiniteError:
+        where = self.parts.reporter.where()
+        if self.checkpointed_at is not None:
+            kept = f"last good checkpoint kept at {self.run.checkpoint_path} ({self.checkpointed_at})"
+        else:
+            kept = f"no checkpoint was written yet; metrics up to {where} are in {self.run.metrics_path}"
+        return NonFiniteError(f"{what} at {where}; stopped; {kept} ({self.parts.hint})")
+
+    def _guard(self) -> None:
+        bad = check_finite(self._named_parameters())
+        if bad is not None:
+            raise self._stop(f"weights became NaN/Inf ({bad})")
+
+    def _named_parameters(self):
+        named = getattr(self.parts.agent, "named_parameters", None)
+        if named is not None:
+            return named()
+        return ((f"parameter {i}", p) for i, p in enumerate(self.parts.agent.parameters()))
+
+    # ------------------------------------------------------------------ the loop
+    def run_loop(self, resume_state: dict | None) -> None:
+        p = self.parts
+        self.obs, _ = p.task.reset(self.seed)
+        if resume_state is not None:
+            self.load_state_dict(resume_state)
+        self.metrics = self.run.open_metrics(p.reporter.columns, p.reporter.key,
+                                             resume_state["metrics"] if resume_state is not None else None)
+        for cb in p.callbacks:
+            cb.on_start(self)
+        done, total = p.reporter.progress()
+        bar = tqdm(total=total, initial=min(done, total), unit=p.unit, desc=p.description, dynamic_ncols=True,
+                   disable=not self.show_progress, unit_scale=p.unit == "step")
+        last_postfix = time.monotonic()
+        try:
+            while not p.task.finished():
+                obs = self.obs
+                try:
+                    action = p.agent.act(obs)
+                    nxt, r, term, trunc, info = p.task.step(action)
+                    tr = Transition(obs, action, nxt, r, term, trunc, info)
+                    if p.learner.learn(tr):
+                        if p.optimizer is not None:
+                            p.optimizer.step()
+                        p.agent.constrain()
+                        tr.updated = True
+                        self._guard()
+                    p.learner.end_step()
+                except NonFiniteError as e:
+                    if "stopped;" in str(e):
+                        raise
+                    raise self._stop(str(e)) from None
+                self.obs = nxt
+                self.steps += 1
+                for row in p.reporter.rows(tr):
+                    self.metrics.write(row)
+                for cb in p.callbacks:
+                    cb.on_step(self, tr)
+                d, _ = p.reporter.progress()
+                if d != bar.n:
+                    bar.update(d - bar.n)
+                    now = time.monotonic()
+                    if now - last_postfix > 0.5:
+                        bar.set_postfix_str(p.reporter.postfix(), refresh=False)
+                        last_postfix = now
+                count = p.reporter.schedule_count()
+                if count // self.checkpoint_every > self.last_checkpoint // self.checkpoint_every \
+                        and not p.task.finished():
+                    self.checkpoint()
+            bar.set_postfix_str(p.reporter.postfix(), refresh=False)
+            self.checkpoint()
+            for cb in p.callbacks:
+                cb.on_end(self)
+        finally:
+            bar.close()
+            self.metrics.close()
