@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["EpisodeReporter", "episode_summary"]
+__all__ = ["EpisodeReporter", "episode_summary", "default_summary"]
 
 
 class EpisodeReporter:
@@ -65,3 +65,12 @@ def episode_summary(m: dict, last: int = 50) -> dict:
     return {"metric": f"mean return of the last {last} episodes", "per_seed": per_seed,
             "mean": float(np.mean(per_seed)), "std": float(np.std(per_seed)),
             "episodes": int(len(ret) / max(1, len(seeds)))}
+
+
+def default_summary(m: dict, last: int = 50) -> dict:
+    """Summary of a run whose parts give none: episode returns if reported, else the last row."""
+    if "return" in m and "seed" in m:
+        return episode_summary(m, last)
+    if "accuracy" in m and m["accuracy"]:
+        return {"metric": "test accuracy", "final": float(m["accuracy"][-1])}
+    return {"metric": "rows", "rows": len(next(iter(m.values()), []))}

@@ -113,7 +113,9 @@ def _run(exp, run: RunDir, resume: bool, changes: list[dict], figures: bool) -> 
     finally:
         torch.set_num_threads(threads)
     m = read_metrics(run.metrics_path)
-    summary = parts.summary(m) if parts.summary is not None else {}
+    from .reporters import default_summary
+
+    summary = parts.summary(m) if parts.summary is not None else default_summary(m, exp.run.rolling)
     dump_json(run.path / "summary.json", summary)
     if figures:
         from .plotting import plot_run

@@ -114,6 +114,9 @@ class ExperimentBase(StrictModel):
         if getattr(task, "label_delay", 0) and rule.name != "probe":
             raise ValueError(f"'task.label_delay' = {task.label_delay} applies only to rule 'probe' on a supervised "
                              f"task; CET's credit delay is rule.delay")
+        if self.device != "cpu" and self.run.backend == "brian2":
+            raise ValueError(f"'device' = {self.device!r}: Brian2 runs on the CPU (run.backend = 'brian2'); use "
+                             f"device = \"cpu\" or run.backend = 'torch'")
         rule.check(self)
         self._schedule = _schedule(self)
         _check_memory(self)
