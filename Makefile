@@ -16,7 +16,7 @@ LAVA_SPEC ?= lava-nc==0.10.0
 LAVA_BASE ?= $(firstword $(wildcard $(shell pyenv root 2>/dev/null)/versions/3.10.*/bin/python) $(shell command -v python3.10 2>/dev/null))
 LAVA_STAMP := $(LAVA_VENV)/.installed
 
-.PHONY: venv lava demo test bench clean
+.PHONY: venv lava demo test bench docs clean
 
 venv: $(STAMP)
 
@@ -47,6 +47,11 @@ test: $(STAMP) $(if $(filter 1,$(NEUROPROBE_SKIP_LAVA)),,$(LAVA_STAMP))
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cet_step.py
 	$(PY) benchmarks/bench_spiking.py --quick
+
+# The documentation site (mkdocs-material + mkdocstrings, mkdocs.yml) into site/, warnings as errors.
+# NO_MKDOCS_2_WARNING silences mkdocs-material's banner about its successor (not a build warning).
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict -d site
 
 clean:
 	rm -rf runs .pytest_cache

@@ -1,6 +1,6 @@
 """Shared benchmark harness: interleaved timing rounds, medians, and table output.
 
-Side-by-side measurement (DESIGN.md): every candidate runs once per round, rounds repeat, and the
+Side-by-side measurement: every candidate runs once per round, rounds repeat, and the
 median per candidate is reported, so all candidates see the same machine load.
 """
 from __future__ import annotations

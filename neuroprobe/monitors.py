@@ -172,6 +172,38 @@ class _Monitor:
         return {self.key: self._data(), f"time/{self.key}": np.asarray(self._steps, dtype=np.float64) * dt,
                 f"indices/{self.key}": self._column_indices()}
 
+    def state_dict(self) -> dict[str, Any]:
+        """Everything recorded so far (unflushed rows included) as a plain tree of tensors and
+        numbers (``torch.load(weights_only=True)`` reads it): ``{"key", "data", "steps", "n_total"}``."""
+        np_dtype = torch.empty((), dtype=self.out_dtype).numpy().dtype
+        parts = [torch.from_numpy(np.ascontiguousarray(c, dtype=np_dtype)) for c in self._chunks]
+        if self._pending:
+            parts.append(torch.stack(self._pending).detach().cpu())
+        if parts:
+            data = torch.cat(parts, 0)
+        else:
+            data = torch.zeros((0,) if isinstance(self, PopulationRateMonitor) else (0, self._width()),
+                               dtype=self.out_dtype)
+        return {"key": self.key, "data": data, "steps": torch.tensor(self._steps, dtype=torch.int64),
+                "n_total": self.n_total}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` into a monitor built with the same settings; recording continues."""
+        try:
+            key, data, steps, n_total = state["key"], state["data"], state["steps"], state["n_total"]
+        except (KeyError, TypeError):
+            raise ConfigError(f"monitor {self.key}: not a monitor state (needs key, data, steps, n_total)") from None
+        if key != self.key:
+            raise ConfigError(f"monitor state is for {key!r}, this monitor records {self.key!r}")
+        data = torch.as_tensor(data).detach().cpu().to(self.out_dtype)
+        steps = torch.as_tensor(steps, dtype=torch.int64).reshape(-1)
+        if data.shape[0] != steps.numel():
+            raise ConfigError(f"monitor state {key!r}: {data.shape[0]} rows but {steps.numel()} steps")
+        self.n_total = None if n_total is None else int(n_total)
+        self._chunks = [data.numpy().copy()] if data.shape[0] else []
+        self._pending = []
+        self._steps = [int(s) for s in steps.tolist()]
+
     def __repr__(self) -> str:
         idx = "all" if self.indices is None else self.indices.tolist()
         return f"{type(self).__name__}({self.key!r}, indices={idx}, every={self.every}, batch_index={self.batch_index})"
@@ -292,6 +324,26 @@ class MonitorSet:
             if k not in cache:
                 cache[k] = lookup(*k)
             m.record(step, cache[k])
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything recorded so far, unflushed rows included, as a plain tree (dicts, lists, tensors,
+        numbers; ``torch.load(weights_only=True)`` reads it). Recording is not disturbed."""
+        return {"dt": self.dt, "monitors": [m.state_dict() for m in self.monitors]}
+
+    def load_state_dict(self, state: Mapping[str, Any]) -> None:
+        """Restore :meth:`state_dict` into a MonitorSet built from the same configuration (same monitors in
+        the same order); recording then continues where the saved one stopped."""
+        if not isinstance(state, Mapping) or "monitors" not in state:
+            raise ConfigError("not a MonitorSet state (needs the key 'monitors')")
+        saved = list(state["monitors"])
+        keys = [s.get("key") if isinstance(s, Mapping) else None for s in saved]
+        if keys != [m.key for m in self.monitors]:
+            raise ConfigError(f"MonitorSet state records {keys}, this MonitorSet records "
+                              f"{[m.key for m in self.monitors]}")
+        if "dt" in state and float(state["dt"]) != self.dt:
+            raise ConfigError(f"MonitorSet state has dt = {state['dt']!r}, this MonitorSet dt = {self.dt!r}")
+        for m, s in zip(self.monitors, saved):
+            m.load_state_dict(s)
 
     def recordings(self, meta: Mapping[str, Any] | None = None) -> dict[str, np.ndarray]:
         """Everything recorded so far, in the file layout (see the module docstring)."""

@@ -128,6 +128,12 @@ def validation_message(src: str, exc: ValidationError, tags: set[str] | None = N
     if err["type"] == "extra_forbidden":
         allowed = err.get("ctx", {}).get("allowed")
         return f"{src}: unknown key '{path}'" + (f"; allowed: {allowed}" if allowed else "")
+    if err["type"] == "union_tag_invalid":
+        ctx = err.get("ctx") or {}
+        key = str(ctx.get("discriminator", "name")).strip("'")
+        return f"{src}: '{path}.{key}' = {_show(ctx.get('tag'))}: unknown; allowed: {ctx.get('expected_tags', '')}"
+    if err["type"] in ("value_error", "assertion_error") and isinstance(err.get("input"), dict):
+        return f"{src}: {what}"  # a check across keys: its message names them
     if err["type"] in ("missing", "union_tag_not_found") or not path:
         return f"{src}: '{path}' {what}" if path else f"{src}: {what}"
     return f"{src}: '{path}' = {_show(err.get('input'))}: {what}"

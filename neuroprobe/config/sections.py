@@ -56,7 +56,7 @@ class ModulatorSection(StrictModel):
     """The reward-prediction error δ = r − r̄ broadcast to the learners (RL rules)."""
 
     smoothing: UnitFloat = 0.66
-    """λ of the running average r̄ ← λ r̄ + (1 − λ) r, in (0, 1]."""
+    """λ of the running average r̄ ← r̄ + λ (r − r̄), in (0, 1]."""
     scale: Literal["none", "abs_reward", "std"] = "none"
     """Scaling of δ: none, by |r̄| (abs_reward) or by the running std."""
     init: Union[Literal["first"], Finite] = "first"

@@ -1,6 +1,6 @@
 """Probe bundles: directional credit assignment with low-rank probe dictionaries.
 
-Pieces (see ../shared/papers/probe_directional_credit_assignment.txt):
+Pieces (see docs/concepts.md, "Probe bundles"):
 
 * :class:`ProbeDictionary` — per module, the null probe and K low-rank directions
   ΔW_k = (σ/√r) U_k V_kᵀ (pure, semi-persistent or learned-subspace; keyed and antithetic options);

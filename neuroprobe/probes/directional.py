@@ -393,7 +393,9 @@ class DirectionalTrace:
                 f"state is for num_probes={state.get('num_probes')}, history={state.get('history')}; "
                 f"this trace has num_probes={self.num_probes}, history={self.history}"
             )
-        self.count, self.shape, self._anon = int(state["count"]), state["shape"], int(state["anon"])
+        shape = state["shape"]  # a list after a plain (weights-only) checkpoint round trip
+        self.count, self._anon = int(state["count"]), int(state["anon"])
+        self.shape = None if shape is None else tuple(int(n) for n in shape)
         self.coeffs, self.index, self.keys = state["coeffs"].clone(), state["index"].clone(), state["keys"].clone()
         self.pool_ids, self.pool_coef = state["pool_ids"].clone(), state["pool_coef"].clone()
         self.pool_u = None if state["pool_u"] is None else state["pool_u"].clone()

@@ -1,7 +1,7 @@
 """Supervised streams with optionally delayed labels, over scikit-learn's digits or a local .npz.
 
 A stream gives one input per step to each of ``batch_size`` parallel, independent streams (the
-batch axis is the axis of parallel trajectories, DESIGN.md). Each stream walks through its own
+batch axis is the axis of parallel trajectories, docs/architecture.md). Each stream walks through its own
 random permutation of the split, so within an epoch it sees every sample exactly once; all
 streams start a new epoch together. With ``label_delay = D`` the label of the input shown at step
 ``t`` becomes available at step ``t + D`` (:meth:`SupervisedStream.next_delayed`).

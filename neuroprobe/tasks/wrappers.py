@@ -1,6 +1,6 @@
 """Gymnasium wrappers that change *when* reward arrives, and record what an episode earned.
 
-Reward delay is a property of the task, not of the learning rule (DESIGN.md: "Reward delay,
+Reward delay is a property of the task, not of the learning rule (docs/architecture.md: "Reward delay,
 label delay and episode-end reward are wrappers"), so rules see only the delivered reward.
 """
 
