@@ -1,8 +1,8 @@
 """Rate networks: a stack of rate layers with node noise, batched over models and passes.
 
-Shapes used throughout (DESIGN.md: batch is a first-class axis):
+Shapes used throughout (docs/architecture.md: batch is a first-class axis):
 
-* ``M``  — independent models (one network per seed); present when ``n_models`` is set.
+* ``M``  — independent models (one network per seed), the batch axis; present when ``batch`` is set.
   Weights then have shape (M, n_out, n_in) and every state tensor leads with M.
 * ``P``  — parallel passes on the same input: the clean pass and K noisy passes, or N noise
   samples in the alignment diagnostic.
@@ -20,8 +20,10 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
+from ._args import check_batch
+from ._rng import randn
 from .errors import ConfigError
-from .neurons.rate import ACTIVATIONS, READOUTS, rate_layer_step
+from .neurons.rate import rate_layer_step
 
 
 @dataclass
@@ -37,18 +39,11 @@ class NetworkSpec:
     extra: dict = field(default_factory=dict)
 
     def validate(self, where: str = "model") -> "NetworkSpec":
-        if not isinstance(self.sizes, list) or len(self.sizes) < 2 or not all(
-            isinstance(s, int) and not isinstance(s, bool) and s >= 1 for s in self.sizes
-        ):
-            raise ConfigError(f"{where}.sizes = {self.sizes!r}: must be a list of >= 2 positive integers, e.g. [4, 64, 2]")
-        if self.activation not in ACTIVATIONS:
-            raise ConfigError(f"{where}.activation = {self.activation!r}: allowed {sorted(ACTIVATIONS)}")
-        if self.readout not in READOUTS:
-            raise ConfigError(f"{where}.readout = {self.readout!r}: allowed {list(READOUTS)}")
-        if self.init not in INITS:
-            raise ConfigError(f"{where}.init = {self.init!r}: allowed {sorted(INITS)}")
-        if not isinstance(self.bias, bool):
-            raise ConfigError(f"{where}.bias = {self.bias!r}: must be true or false")
+        """Check the description (pydantic :class:`~neuroprobe.config.networks.RateNetworkFile`);
+        a bad value is one :class:`ConfigError` line naming ``where`` and the key."""
+        from .config.networks import RateNetworkFile, validate_file
+
+        validate_file(RateNetworkFile, self.to_dict(), where)
         return self
 
     def to_dict(self) -> dict:
@@ -60,22 +55,29 @@ class NetworkSpec:
 MODEL_KEYS = {"sizes", "activation", "readout", "bias", "init", "name"}
 
 
+def _spec_from_model(m) -> NetworkSpec:
+    return NetworkSpec(sizes=list(m.sizes), activation=m.activation, readout=m.readout, bias=m.bias, init=m.init,
+                       name=m.name)
+
+
 def spec_from_dict(d: dict, where: str = "model") -> NetworkSpec:
-    unknown = set(d) - MODEL_KEYS
-    if unknown:
-        raise ConfigError(f"{where}: unknown key {sorted(unknown)[0]!r}; allowed: {sorted(MODEL_KEYS)}")
-    if "sizes" not in d:
-        raise ConfigError(f"{where}: missing key 'sizes' (list of layer sizes, e.g. [4, 64, 2])")
-    return NetworkSpec(**d).validate(where)
+    """Validate a parsed rate-network table (keys of :data:`MODEL_KEYS`) and build its NetworkSpec;
+    a bad value is one :class:`ConfigError` line naming ``where`` and the key."""
+    from .config.networks import RateNetworkFile, validate_file
+
+    return _spec_from_model(validate_file(RateNetworkFile, d, where))
 
 
 def spec_from_toml(path: str | Path) -> NetworkSpec:
-    """Load a network description from a TOML file (see ``models/``)."""
+    """Load a network description from a TOML file (see ``models/``): a ``[network]`` table, or the
+    keys at top level."""
+    from .config.networks import RateModelFile, RateNetworkFile, validate_file
     from .tomlio import read_toml
 
     data = read_toml(path, "model file")
-    data = data.get("network", data)
-    return spec_from_dict(data, where=str(path))
+    if "network" in data:
+        return _spec_from_model(validate_file(RateModelFile, data, str(path)).network)
+    return _spec_from_model(validate_file(RateNetworkFile, data, str(path)))
 
 
 def _xavier_normal(shape: tuple[int, ...], gen: torch.Generator | None, dtype) -> Tensor:
@@ -134,16 +136,20 @@ class RateNetwork(nn.Module):
 
     Args:
         spec: the network description.
-        n_models: if given, M independent copies (one per seed) stored as one batched tensor.
+        batch: if given, M independent copies (one per seed) stored as one batched tensor (the
+            network's batch axis, ``net.batch``); None = one model without a batch axis.
         generator: torch.Generator for the initial weights (reproducible runs).
     """
 
-    def __init__(self, spec: NetworkSpec, n_models: int | None = None, generator: torch.Generator | None = None,
+    def __init__(self, spec: NetworkSpec, batch: int | None = None, generator: torch.Generator | None = None,
                  dtype: torch.dtype = torch.float32):
         super().__init__()
+        if not isinstance(spec, NetworkSpec):
+            raise ConfigError(f"spec = {type(spec).__name__}: must be a NetworkSpec (build_network also takes a "
+                              "dict or a TOML path)")
         self.spec = spec.validate()
-        self.n_models = n_models
-        lead = (n_models,) if n_models is not None else ()
+        self.batch = check_batch(batch, allow_none=True)
+        lead = (batch,) if batch is not None else ()
         layers = []
         for n_in, n_out in zip(spec.sizes[:-1], spec.sizes[1:]):
             w = INITS[spec.init](lead + (n_out, n_in), generator, dtype)
@@ -187,20 +193,23 @@ class RateNetwork(nn.Module):
     def sample_noise(self, lead: tuple[int, ...], std: float, generator: torch.Generator | None) -> list[Tensor]:
         """Gaussian node noise ξ_l ~ N(0, std²) of shape lead + (n_out_l,) for every layer."""
         p = self.layers[0].weight
-        return [torch.randn(lead + (m,), generator=generator, dtype=p.dtype, device=p.device) * std
+        return [randn(lead + (m,), generator, p.dtype, p.device) * std
                 for m in self.layer_sizes]
 
 
-def build_network(spec: NetworkSpec | dict | str | Path, n_models: int | None = None,
+def build_network(spec: NetworkSpec | dict | str | Path, batch: int | None = None,
                   seed: int | None = None, generator: torch.Generator | None = None) -> RateNetwork:
-    """Build a RateNetwork from a spec, a dict, or a TOML path."""
+    """Build a RateNetwork from a spec, a dict, or a TOML path; ``batch`` M models (one per seed)
+    or None."""
     if isinstance(spec, (str, Path)):
         spec = spec_from_toml(spec)
     elif isinstance(spec, dict):
         spec = spec_from_dict(spec)
     if generator is None and seed is not None:
+        if isinstance(seed, bool) or not isinstance(seed, int) or not 0 <= seed < 2**63:
+            raise ConfigError(f"seed = {seed!r}: must be an integer >= 0")
         generator = torch.Generator().manual_seed(seed)
-    return RateNetwork(spec, n_models=n_models, generator=generator)
+    return RateNetwork(spec, batch=batch, generator=generator)
 
 
 network_from_toml = build_network

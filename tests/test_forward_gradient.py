@@ -15,7 +15,7 @@ from neuroprobe.align import alignment
 from neuroprobe.errors import ConfigError
 from neuroprobe.experiments.build import build_rl_rule
 from neuroprobe.experiments.config import load_config
-from neuroprobe.experiments.runner import run_experiment
+from neuroprobe.runner import run_experiment
 from neuroprobe.network import build_network
 from neuroprobe.rules import RL_RULES, ForwardGradient, directional_derivative, fg_step, log_prob_of
 
@@ -81,7 +81,7 @@ def test_expected_update_aligns_with_autograd():
 
 def test_model_axis_and_rule_act_reinforce():
     M = 3
-    net = build_network(SPEC, n_models=M, seed=0)
+    net = build_network(SPEC, batch=M, seed=0)
     g = torch.Generator().manual_seed(0)
     rule = ForwardGradient(net, passes=2, generator=g)
     obs = torch.randn(M, 4)
@@ -117,7 +117,7 @@ def test_registry_config_and_build():
     assert RL_RULES["fg"] is ForwardGradient and ForwardGradient.name == "fg"
     cfg = load_config(FG_CFG)
     assert cfg["rule"] == {"name": "fg", "lr": 1e-2, "passes": 1}
-    net = build_network(cfg["model"], n_models=cfg["seeds"], seed=0)
+    net = build_network(cfg["model"], batch=cfg["seeds"], seed=0)
     rule = build_rl_rule(cfg, net, torch.Generator().manual_seed(0))
     assert isinstance(rule, ForwardGradient) and rule.passes == 1
     with pytest.raises(ConfigError, match="rule.passes"):

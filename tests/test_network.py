@@ -27,9 +27,9 @@ F64 = torch.float64
 
 
 
-def _net(sizes, n_models=None, bias=False, seed=0, dtype=F64, init="xavier_normal"):
+def _net(sizes, batch=None, bias=False, seed=0, dtype=F64, init="xavier_normal"):
     spec = NetworkSpec(list(sizes), bias=bias, init=init)
-    return RateNetwork(spec, n_models=n_models, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+    return RateNetwork(spec, batch=batch, generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
 def _randomize_biases(net, seed=1):
@@ -81,7 +81,7 @@ def test_shapes_without_model_axis(bias):
 @pytest.mark.parametrize("bias", [False, True])
 def test_shapes_with_model_axis(bias):
     M = 3
-    net = _net([4, 16, 2], n_models=M, bias=bias)
+    net = _net([4, 16, 2], batch=M, bias=bias)
     assert [tuple(l.weight.shape) for l in net.layers] == [(M, 16, 4), (M, 2, 16)]
     if bias:
         assert [tuple(l.bias.shape) for l in net.layers] == [(M, 16), (M, 2)]
@@ -96,7 +96,7 @@ def test_shapes_with_model_axis(bias):
 def test_model_axis_equals_independent_networks():
     """Model m of a batched network computes exactly what a network holding only W[m] computes."""
     M = 3
-    net = _net([4, 16, 2], n_models=M, bias=True)
+    net = _net([4, 16, 2], batch=M, bias=True)
     _randomize_biases(net)
     x = torch.randn(M, 5, 4, dtype=F64, generator=torch.Generator().manual_seed(3))
     out = net.sweep(x).output  # (M, 5, 2)
@@ -126,23 +126,23 @@ def test_seeded_init_is_reproducible_and_xavier_scaled():
 # ----------------------------------------------------------------------------------- forward
 
 
-@pytest.mark.parametrize("n_models", [None, 2])
+@pytest.mark.parametrize("batch", [None, 2])
 @pytest.mark.parametrize("bias", [False, True])
-def test_forward_equals_hand_computation(n_models, bias):
-    net = _net([4, 16, 8, 3], n_models=n_models, bias=bias, seed=2)
+def test_forward_equals_hand_computation(batch, bias):
+    net = _net([4, 16, 8, 3], batch=batch, bias=bias, seed=2)
     _randomize_biases(net)
     g = torch.Generator().manual_seed(4)
     # with a model axis, forward takes (…, M, n_in): row m goes to model m
-    lead = () if n_models is None else (n_models,)
+    lead = () if batch is None else (batch,)
     x = torch.randn((5,) + lead + (4,), dtype=F64, generator=g)
     got = net(x)
-    if n_models is None:
+    if batch is None:
         want, _ = _hand_forward(x, [l.weight for l in net.layers], [l.bias for l in net.layers])
     else:
         want = torch.stack([
             _hand_forward(x[:, m], [l.weight[m] for l in net.layers],
                           [None if l.bias is None else l.bias[m] for l in net.layers])[0]
-            for m in range(n_models)], dim=1)
+            for m in range(batch)], dim=1)
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(got.sum(-1), torch.ones(got.shape[:-1], dtype=F64))
 
@@ -173,7 +173,7 @@ def test_identity_readout_returns_logits():
 
 def test_noise_is_added_to_the_preactivation():
     M, P = 2, 3
-    net = _net([4, 16, 3], n_models=M, bias=True, seed=1)
+    net = _net([4, 16, 3], batch=M, bias=True, seed=1)
     _randomize_biases(net)
     g = torch.Generator().manual_seed(9)
     x = torch.randn(M, 4, dtype=F64, generator=g).unsqueeze(-2).expand(M, P, 4)
@@ -230,7 +230,7 @@ def test_every_model_file_loads(path):
     assert spec.activation == raw["activation"] and spec.readout == raw["readout"]
     assert spec.bias == raw["bias"] and spec.init == raw["init"]
     assert spec.name == path.stem
-    net = build_network(path, n_models=2, seed=0)
+    net = build_network(path, batch=2, seed=0)
     sizes = raw["sizes"]
     assert [tuple(l.weight.shape) for l in net.layers] == [(2, o, i) for i, o in zip(sizes[:-1], sizes[1:])]
     assert all((l.bias is not None) == raw["bias"] for l in net.layers)
@@ -238,7 +238,7 @@ def test_every_model_file_loads(path):
     assert out.shape == (2, sizes[-1])
     torch.testing.assert_close(out.sum(-1), torch.ones(2))
     # network_from_toml is the same builder; same seed, same weights
-    again = network_from_toml(str(path), n_models=2, seed=0)
+    again = network_from_toml(str(path), batch=2, seed=0)
     assert torch.equal(again.layers[0].weight, net.layers[0].weight)
 
 

@@ -28,8 +28,8 @@ F64 = torch.float64
 
 
 
-def _net(sizes, n_models=None, bias=False, seed=0, dtype=F64, init="xavier_normal"):
-    return RateNetwork(NetworkSpec(list(sizes), bias=bias, init=init), n_models=n_models,
+def _net(sizes, batch=None, bias=False, seed=0, dtype=F64, init="xavier_normal"):
+    return RateNetwork(NetworkSpec(list(sizes), bias=bias, init=init), batch=batch,
                        generator=torch.Generator().manual_seed(seed), dtype=dtype)
 
 
@@ -193,11 +193,11 @@ def test_align_cli_json():
 # ----------------------------------------------------------------------------------- RMHL
 
 
-@pytest.mark.parametrize("n_models", [None, 2])
-def test_rmhl_increment_is_noise_times_noisy_input(n_models):
+@pytest.mark.parametrize("batch", [None, 2])
+def test_rmhl_increment_is_noise_times_noisy_input(batch):
     sigma, seed = 0.3, 21
-    net = _net([4, 6, 3], n_models=n_models, seed=3)
-    lead = () if n_models is None else (n_models,)
+    net = _net([4, 6, 3], batch=batch, seed=3)
+    lead = () if batch is None else (batch,)
     obs = torch.randn(lead + (4,), generator=torch.Generator().manual_seed(0), dtype=F64)
     with torch.no_grad():
         a, dw, db = rmhl_step(net, obs, sigma, torch.Generator().manual_seed(seed))
@@ -215,7 +215,7 @@ def test_rmhl_increment_is_noise_times_noisy_input(n_models):
 
 def test_rmhl_rule_accumulates_eligibility_over_steps():
     sigma = 0.2
-    net = _net([4, 6, 2], n_models=2, seed=3)
+    net = _net([4, 6, 2], batch=2, seed=3)
     rule = RMHL(net, noise_std=sigma, generator=torch.Generator().manual_seed(5))
     ref_gen = torch.Generator().manual_seed(5)
     total = [torch.zeros_like(l.weight) for l in net.layers]
@@ -250,7 +250,7 @@ def test_weight_perturbation_expected_update_aligns_with_autograd():
 
 
 def test_weight_perturbation_rule_accumulates():
-    net = _net([3, 2], n_models=2, seed=0)
+    net = _net([3, 2], batch=2, seed=0)
     rule = WeightPerturbation(net, noise_std=1e-3, passes=4, generator=torch.Generator().manual_seed(1))
     rule.act(torch.randn(2, 3, dtype=F64))
     assert rule.elig[0].shape == (2, 2, 3)
@@ -264,7 +264,7 @@ def test_weight_perturbation_rule_accumulates():
 
 def test_reinforce_eligibility_equals_grad_log_pi():
     M = 3
-    net = _net([4, 6, 2], n_models=M, seed=5)
+    net = _net([4, 6, 2], batch=M, seed=5)
     rule = Reinforce(net, generator=torch.Generator().manual_seed(0))
     want = [torch.zeros_like(l.weight) for l in net.layers]
     for t in range(3):
@@ -295,7 +295,7 @@ def test_reinforce_eligibility_linear_softmax_closed_form():
 def test_reinforce_sign_and_masks(rule_cls):
     """param.grad = −δ e; SGD(η) then gives W + η δ e; masked-out models: zero grad, eligibility kept."""
     M, lr = 3, 0.1
-    net = _net([4, 8, 2], n_models=M, seed=2)
+    net = _net([4, 8, 2], batch=M, seed=2)
     rpe = RewardPredictionError(batch=M, smoothing=0.5, init=0.0)  # δ = r on the first reward
     kw = {"noise_std": 0.05} if rule_cls is not Reinforce else {}
     rule = rule_cls(net, rpe=rpe, generator=torch.Generator().manual_seed(3), **kw)
@@ -480,7 +480,7 @@ def test_cet_rejects_bad_arguments():
     with pytest.raises(ConfigError, match="trace_on"):
         CETDelayed(net, batch=B, trace_on="dendrite")
     with pytest.raises(ConfigError):
-        CETDelayed(_net([3, 2], n_models=2), batch=B)
+        CETDelayed(_net([3, 2], batch=2), batch=B)
     rule = CETDelayed(net, batch=B)
     with pytest.raises(ConfigError, match="batch"):
         rule.step(torch.randn(B + 1, SIZES[0]), torch.zeros(B + 1, dtype=torch.long))

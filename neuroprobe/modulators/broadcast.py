@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from torch import Tensor
 
+from .._args import check_int
 from ..errors import ConfigError
 
 
@@ -19,8 +20,10 @@ def layer_delays(n_layers: int, delay: int, mode: str = "constant", step: int | 
     mode="retrograde": last layer ``delay``, each earlier layer ``step`` more (``step`` defaults to
     ``delay``, so the delays are D, 2D, 3D, … counted from the output when delay > 0).
     """
-    if delay < 0:
-        raise ConfigError(f"delay = {delay!r}: must be >= 0 steps")
+    n_layers = check_int("n_layers", n_layers, ge=1)
+    delay = check_int("delay", delay, ge=0)
+    if step is not None:
+        step = check_int("step", step, ge=0)
     if mode == "constant":
         return [delay] * n_layers
     if mode == "retrograde":

@@ -10,9 +10,12 @@ choice, so the first δ is 0) or to a given number.
 """
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
+from .._args import check_batch, check_number
 from ..errors import ConfigError
 
 SCALES = ("none", "abs_reward", "std")
@@ -31,12 +34,14 @@ class RewardPredictionError:
 
     def __init__(self, batch: int = 1, smoothing: float = 0.66, scale: str = "none",
                  init: str | float = "first", eps: float = 1e-8, dtype: torch.dtype = torch.float64):
-        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 < smoothing <= 1.0:
-            raise ConfigError(f"modulator.smoothing = {smoothing!r}: must be in (0, 1]")
+        batch = check_batch(batch)
+        smoothing = check_number("modulator.smoothing", smoothing, gt=0, le=1)
+        eps = check_number("modulator.eps", eps, gt=0)
         if scale not in SCALES:
             raise ConfigError(f"modulator.scale = {scale!r}: allowed {list(SCALES)}")
-        if not (init == "first" or isinstance(init, (int, float))):
-            raise ConfigError(f"modulator.init = {init!r}: allowed 'first' or a number")
+        if init != "first":
+            if isinstance(init, bool) or not isinstance(init, (int, float)) or not math.isfinite(init):
+                raise ConfigError(f"modulator.init = {init!r}: allowed 'first' or a finite number")
         self.smoothing, self.scale, self.init, self.eps = smoothing, scale, init, eps
         self.baseline = torch.zeros(batch, dtype=dtype)
         self.seen = torch.zeros(batch, dtype=torch.bool)

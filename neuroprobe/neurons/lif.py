@@ -34,7 +34,7 @@ scalars (one value per population).
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from functools import lru_cache
 from typing import NamedTuple
 
@@ -81,6 +81,9 @@ class LIFParameters:
         for name in ("tau_syn", "t_ref", "noise_std"):
             if not (getattr(self, name) >= 0 and math.isfinite(getattr(self, name))):
                 raise ConfigError(f"LIF {name} = {getattr(self, name)!r}: must be >= 0")
+        for name in ("v_th", "v_reset", "v_leak", "rho0", "delta_u"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"LIF {name} = {getattr(self, name)!r}: must be finite")
         if self.noise not in NOISE_KINDS:
             raise ConfigError(f"LIF noise = {self.noise!r}: allowed {list(NOISE_KINDS)}")
         if self.noise == "escape" and not (self.rho0 > 0 and self.delta_u > 0):
@@ -101,11 +104,13 @@ class LIFParameters:
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "population") -> "LIFParameters":
-        allowed = {f.name for f in fields(cls)}
-        bad = sorted(set(d) - allowed)
-        if bad:
-            raise ConfigError(f"{where}: unknown LIF parameter(s) {bad}; allowed {sorted(allowed)}")
-        return cls(**{k: (float(v) if k != "noise" else v) for k, v in d.items()})
+        """Validate a dict of parameters (pydantic
+        :class:`~neuroprobe.config.networks.LIFParametersEntry`: finite numbers in range, known keys
+        only) and build the parameters; a bad value is one :class:`ConfigError` line naming ``where``
+        and the key."""
+        from ..config.networks import LIFParametersEntry, validate_file
+
+        return cls(**validate_file(LIFParametersEntry, d, where).model_dump())
 
     def to_dict(self) -> dict:
         return asdict(self)

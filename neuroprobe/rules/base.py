@@ -6,11 +6,11 @@ A rule is used in two calls per step (Gymnasium loop):
     ...env.step(a)...
     rule.reinforce(reward, mask)      # at reward times: δ = RPE(reward); param.grad = −δ·e; e ← 0
 
-Learning rules behave like gradients (DESIGN.md): ``reinforce`` writes the *negated* ascent
+Learning rules behave like gradients (docs/architecture.md): ``reinforce`` writes the *negated* ascent
 direction into ``param.grad`` (cost convention), so ``torch.optim.SGD(lr=η).step()`` performs
 W ← W + η δ e. Entries of models outside ``mask`` get a zero gradient and keep their eligibility.
 
-Leading axes: the network may hold M models (one per seed, ``n_models=M``); obs is then (M, n_in),
+Leading axes: the network may hold M models (one per seed, ``batch=M``); obs is then (M, n_in),
 actions (M,), reward and mask (M,). Without models obs is (n_in,) and reward a scalar.
 """
 from __future__ import annotations
@@ -18,6 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..errors import ConfigError
 from ..modulators.rpe import RewardPredictionError
 from ..network import RateNetwork
 
@@ -27,6 +28,12 @@ class RewardModulatedRule:
 
     def __init__(self, net: RateNetwork, rpe: RewardPredictionError | None = None,
                  generator: torch.Generator | None = None):
+        if not isinstance(net, RateNetwork):
+            raise ConfigError(f"net = {type(net).__name__}: must be a RateNetwork")
+        if rpe is not None and not isinstance(rpe, RewardPredictionError):
+            raise ConfigError(f"rpe = {type(rpe).__name__}: must be a RewardPredictionError or None")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise ConfigError(f"generator = {type(generator).__name__}: must be a torch.Generator or None")
         self.net = net
         self.lead = tuple(net.layers[0].weight.shape[:-2])
         self.rpe = rpe if rpe is not None else RewardPredictionError(batch=max(1, _numel(self.lead)))
@@ -66,9 +73,10 @@ class RewardModulatedRule:
         mask = torch.ones(m, dtype=torch.bool) if mask is None else torch.as_tensor(mask).reshape(m)
         delta = self.rpe(reward, mask)
         for p, e in zip(self.params, self.elig):
-            d = delta.to(p.dtype).reshape(self.lead + (1,) * (p.dim() - len(self.lead)))
+            d = delta.to(dtype=p.dtype, device=p.device).reshape(self.lead + (1,) * (p.dim() - len(self.lead)))
             p.grad = -(d * e)
-            mk = mask.reshape(self.lead + (1,) * (p.dim() - len(self.lead))) if self.lead else mask.reshape(())
+            mk = mask.to(p.device)
+            mk = mk.reshape(self.lead + (1,) * (p.dim() - len(self.lead))) if self.lead else mk.reshape(())
             e.masked_fill_(mk, 0.0)
         return delta
 

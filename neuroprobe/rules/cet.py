@@ -20,6 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._args import check_batch, check_int
 from ..errors import ConfigError
 from ..modulators.broadcast import DelayedBroadcast, layer_delays
 from ..network import RateNetwork
@@ -45,8 +46,13 @@ class CETDelayed:
     def __init__(self, net: RateNetwork, batch: int, delay: int = 0, delay_mode: str = "constant",
                  trace: str = "cascade", order: int = 1, normalize: str | None = "peak", beta: float | None = None,
                  trace_on: str = "presynaptic", diagnostics: bool = True):
-        if net.n_models is not None:
-            raise ConfigError("CETDelayed expects a network without a model axis (n_models=None)")
+        if not isinstance(net, RateNetwork):
+            raise ConfigError(f"net = {type(net).__name__}: must be a RateNetwork")
+        if net.batch is not None:
+            raise ConfigError(f"net.batch = {net.batch}: CETDelayed expects a network without a batch axis of models "
+                              "(build it with batch=None; CETDelayed's own batch is the number of input streams)")
+        batch = check_batch(batch)
+        delay = check_int("delay", delay, ge=0)
         if trace not in TRACE_KINDS:
             raise ConfigError(f"rule.trace = {trace!r}: allowed {list(TRACE_KINDS)}")
         if trace_on not in TRACE_ON:

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._rng import multinomial
+
 from ..errors import ConfigError, NonFiniteError
 
 NOISE_NORMS = ("global", "layer")
@@ -55,4 +57,4 @@ def sample_actions(probs: Tensor, generator: torch.Generator | None) -> Tensor:
     flat = probs.reshape(-1, probs.shape[-1]).to(torch.float64).clamp_min(0)
     if not torch.isfinite(flat).all():
         raise NonFiniteError("policy probabilities became NaN/Inf (the logits overflowed)")
-    return torch.multinomial(flat, 1, generator=generator).reshape(probs.shape[:-1])
+    return multinomial(flat, generator).reshape(probs.shape[:-1])

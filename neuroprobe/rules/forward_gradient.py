@@ -15,9 +15,11 @@ are perturbed along with the weights.
 from __future__ import annotations
 
 import torch
+
+from .._rng import randn
 from torch import Tensor
 
-from ..errors import ConfigError
+from .._args import check_int
 from ..modulators.rpe import RewardPredictionError
 from ..network import RateNetwork
 from .base import RewardModulatedRule
@@ -32,9 +34,7 @@ class ForwardGradient(RewardModulatedRule):
     def __init__(self, net: RateNetwork, passes: int = 1, rpe: RewardPredictionError | None = None,
                  generator: torch.Generator | None = None):
         super().__init__(net, rpe, generator)
-        if isinstance(passes, bool) or not isinstance(passes, int) or passes < 1:
-            raise ConfigError(f"rule.passes = {passes!r}: must be an integer >= 1")
-        self.passes = passes
+        self.passes = check_int("rule.passes", passes, ge=1, le=1_000_000)
 
     def act(self, obs: Tensor) -> Tensor:
         with torch.no_grad():
@@ -61,8 +61,7 @@ def fg_step(net: RateNetwork, obs: Tensor, passes: int, generator: torch.Generat
         clean = net.sweep(obs.unsqueeze(-2))
         actions = sample_actions(clean.output[..., 0, :], generator)
     mlead = len(net.layers[0].weight.shape) - 2  # model axes of the parameters: () or (M,) == lead
-    tangents = [torch.randn(lead + (passes,) + tuple(p.shape[mlead:]), generator=generator, dtype=p.dtype,
-                            device=p.device) for p in params]
+    tangents = [randn(lead + (passes,) + tuple(p.shape[mlead:]), generator, p.dtype, p.device) for p in params]
     # jvp needs primals shaped like their tangents (and not expanded views): every direction
     # sees the same weights, copied once per direction
     primals = [p.reshape(tuple(p.shape[:mlead]) + (1,) + tuple(p.shape[mlead:])).expand_as(v).contiguous()

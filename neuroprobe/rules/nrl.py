@@ -14,6 +14,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._args import check_int, check_number
 from ..errors import ConfigError
 from ..modulators.rpe import RewardPredictionError
 from ..network import RateNetwork
@@ -30,10 +31,12 @@ class NRL(RewardModulatedRule):
                  noise_norm: str = "global", rpe: RewardPredictionError | None = None,
                  generator: torch.Generator | None = None):
         super().__init__(net, rpe, generator)
-        if noise_std <= 0:
-            raise ConfigError(f"rule.noise_std = {noise_std!r}: must be > 0")
-        if passes < 1 or (not clean_pass and passes < 2):
-            raise ConfigError(f"rule.passes = {passes!r}: must be >= 1 (>= 2 without a clean pass)")
+        noise_std = check_number("rule.noise_std", noise_std, gt=0)
+        if not isinstance(clean_pass, bool):
+            raise ConfigError(f"rule.clean_pass = {clean_pass!r}: must be True or False")
+        passes = check_int("rule.passes", passes, ge=1, le=1_000_000)
+        if not clean_pass and passes < 2:
+            raise ConfigError(f"rule.passes = {passes!r}: must be >= 2 without a clean pass")
         noise_norms([torch.zeros(1)], noise_norm)  # validates the name
         self.noise_std, self.passes, self.clean_pass, self.noise_norm = noise_std, passes, clean_pass, noise_norm
 

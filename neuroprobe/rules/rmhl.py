@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from .._args import check_number
 from ..modulators.rpe import RewardPredictionError
 from ..network import RateNetwork
 from .base import RewardModulatedRule
@@ -21,9 +21,7 @@ class RMHL(RewardModulatedRule):
     def __init__(self, net: RateNetwork, noise_std: float = 1e-1, rpe: RewardPredictionError | None = None,
                  generator: torch.Generator | None = None):
         super().__init__(net, rpe, generator)
-        if noise_std <= 0:
-            raise ConfigError(f"rule.noise_std = {noise_std!r}: must be > 0")
-        self.noise_std = noise_std
+        self.noise_std = check_number("rule.noise_std", noise_std, gt=0)
 
     def act(self, obs: Tensor) -> Tensor:
         with torch.no_grad():

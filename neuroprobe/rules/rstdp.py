@@ -28,6 +28,7 @@ import math
 import torch
 from torch import Tensor
 
+from .._args import check_batch, check_int, check_number
 from ..errors import ConfigError, ShapeError
 from ..spiking.network import Projection
 from ..traces.cascade import CascadeTrace
@@ -100,13 +101,18 @@ class CascadeRSTDP:
                  tau_plus: float = 20e-3, tau_minus: float = 20e-3, a_plus: float = 1.0, a_minus: float = 1.5,
                  normalize: str | None = "peak"):
         for k, v in (("delay", delay), ("dt", dt), ("tau_plus", tau_plus), ("tau_minus", tau_minus)):
-            if not (v > 0 and math.isfinite(v)):
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not (v > 0 and math.isfinite(v)):
                 raise ConfigError(f"rule.{k} = {v!r}: must be a positive number of seconds")
         if delay < dt:
             raise ConfigError(f"rule.delay = {delay} s is shorter than dt = {dt} s")
-        if a_plus < 0 or a_minus < 0:
-            raise ConfigError(f"rule.a_plus / a_minus must be >= 0 (got {a_plus}, {a_minus})")
-        self.projection, self.batch = projection, int(batch)
+        a_plus = check_number("rule.a_plus", a_plus, ge=0)
+        a_minus = check_number("rule.a_minus", a_minus, ge=0)
+        batch = check_batch(batch)
+        order = check_int("rule.order", order, ge=1)
+        if not isinstance(projection, Projection):
+            raise ConfigError(f"projection = {type(projection).__name__}: must be a spiking Projection "
+                              "(SpikingNetwork.projection(name))")
+        self.projection, self.batch = projection, batch
         self.order, self.delay, self.dt = int(order), float(delay), float(dt)
         self.a_plus, self.a_minus = float(a_plus), float(a_minus)
         w = projection.weight

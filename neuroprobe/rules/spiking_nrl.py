@@ -19,6 +19,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from .._args import check_batch, check_number
 from ..errors import ConfigError
 from ..modulators.rpe import RewardPredictionError
 from ..spiking.network import Projection
@@ -40,7 +41,12 @@ class SpikingNRL:
 
     def __init__(self, projections: list[Projection], noise_std: dict[str, float], batch: int,
                  rpe: RewardPredictionError | None = None):
+        batch = check_batch(batch)
+        if not isinstance(noise_std, dict):
+            raise ConfigError(f"noise_std = {noise_std!r}: must be a dict {{projection name: σ}}")
         for p in projections:
+            if p.name in noise_std:
+                check_number(f"noise_std[{p.name!r}]", noise_std[p.name], gt=0)
             if noise_std.get(p.name, 0) <= 0:
                 raise ConfigError(f"rule 'nrl' on projection {p.name}: its post population {p.spec.post!r} needs "
                                   "membrane noise (lif.noise = \"membrane\", noise_std > 0)")

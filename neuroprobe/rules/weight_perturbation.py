@@ -7,9 +7,11 @@ The clean policy acts. Biases, if any, are perturbed as well.
 from __future__ import annotations
 
 import torch
+
+from .._rng import randn
 from torch import Tensor
 
-from ..errors import ConfigError
+from .._args import check_int, check_number
 from ..modulators.rpe import RewardPredictionError
 from ..network import RateNetwork
 from .base import RewardModulatedRule
@@ -22,10 +24,8 @@ class WeightPerturbation(RewardModulatedRule):
     def __init__(self, net: RateNetwork, noise_std: float = 1e-3, passes: int = 1,
                  rpe: RewardPredictionError | None = None, generator: torch.Generator | None = None):
         super().__init__(net, rpe, generator)
-        if noise_std <= 0:
-            raise ConfigError(f"rule.noise_std = {noise_std!r}: must be > 0")
-        if passes < 1:
-            raise ConfigError(f"rule.passes = {passes!r}: must be >= 1")
+        noise_std = check_number("rule.noise_std", noise_std, gt=0)
+        passes = check_int("rule.passes", passes, ge=1, le=1_000_000)
         self.noise_std, self.passes = noise_std, passes
 
     def act(self, obs: Tensor) -> Tensor:
@@ -50,7 +50,7 @@ def wp_step(net: RateNetwork, obs: Tensor, noise_std: float, passes: int, genera
     if actions is None:
         actions = sample_actions(clean.output[..., 0, :], generator)
     mlead = len(net.layers[0].weight.shape) - 2  # model axes of the parameters: () or (M,) == lead
-    eps = [torch.randn(lead + (passes,) + tuple(p.shape[mlead:]), generator=generator, dtype=p.dtype) * noise_std
+    eps = [randn(lead + (passes,) + tuple(p.shape[mlead:]), generator, p.dtype, p.device) * noise_std
            for p in params]
     perturbed = [p.reshape(tuple(p.shape[:mlead]) + (1,) + tuple(p.shape[mlead:])) + e for p, e in zip(params, eps)]
     weights, biases, it = [], [], iter(perturbed)

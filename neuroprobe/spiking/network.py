@@ -22,6 +22,7 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
+from .._args import check_batch
 from ..errors import ConfigError, ShapeError
 from ..neurons.inputs import poisson_spikes
 from ..neurons.lif import LIFState, default_engine, lif_init, lif_step, torch_step_fn
@@ -170,6 +171,10 @@ class SpikingNetwork(nn.Module):
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
                  propagation: str = "auto"):
         super().__init__()
+        if not isinstance(spec, SpikingSpec):
+            raise ConfigError(f"spec = {type(spec).__name__}: must be a SpikingSpec (load_spiking_spec(path) or "
+                              "spec_from_dict(dict))")
+        batch = check_batch(batch, allow_none=True)
         self.spec, self.dtype, self.propagation = spec, dtype, propagation
         self.engine = spec.engine or default_engine()
         self.pops = {p.name: p for p in spec.populations}
@@ -194,6 +199,7 @@ class SpikingNetwork(nn.Module):
 
     def init_state(self, batch: int) -> NetworkState:
         """Resting state of every population for a batch of trials; no spikes yet."""
+        batch = check_batch(batch)
         z, lif = {}, {}
         for name, p in self.pops.items():
             z[name] = torch.zeros(batch, p.size, dtype=self.dtype, device=self.device)

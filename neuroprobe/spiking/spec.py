@@ -3,6 +3,11 @@
 One description, several engines: the torch engine (:class:`~neuroprobe.spiking.SpikingNetwork`),
 the Brian2 export and the Lava deployment all read this.
 
+Files and dicts are validated by the pydantic models of :mod:`neuroprobe.config.networks`
+(:class:`~neuroprobe.config.networks.SpikingNetworkFile`): numbers finite and in range, booleans
+real TOML booleans, no unknown keys; a bad value is one :class:`ConfigError` line naming the file
+and the key. The dataclasses below check themselves again for Python callers.
+
 TOML layout (times in seconds, rates in Hz)::
 
     [network]
@@ -34,12 +39,12 @@ TOML layout (times in seconds, rates in Hz)::
     fixed_indegree = false
     autapses = false     # i -> i synapses within one population
     w_min = 0.0          # bounds on |w| applied by plasticity (Dale: the sign never flips)
-    w_max = 1.0
+    w_max = 1.0          # (finite; leave it out for no upper bound)
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -66,8 +71,8 @@ class PopulationSpec:
         where = f"population {self.name!r}"
         if not self.name or "/" in self.name:
             raise ConfigError(f"population name {self.name!r}: must be non-empty without '/'")
-        if not (isinstance(self.size, int) and self.size > 0):
-            raise ConfigError(f"{where}: size = {self.size!r}: must be a positive integer")
+        if isinstance(self.size, bool) or not (isinstance(self.size, int) and 0 < self.size <= 1_000_000):
+            raise ConfigError(f"{where}: size = {self.size!r}: must be an integer in 1 .. 1000000")
         if self.kind not in POPULATION_KINDS:
             raise ConfigError(f"{where}: kind = {self.kind!r}: allowed {list(POPULATION_KINDS)}")
         if self.kind == "lif" and self.lif is None:
@@ -76,6 +81,8 @@ class PopulationSpec:
             raise ConfigError(f"{where}: sign = {self.sign!r}: allowed {list(SIGNS)}")
         if not (self.rate >= 0 and math.isfinite(self.rate)):
             raise ConfigError(f"{where}: rate = {self.rate!r}: must be >= 0 Hz")
+        if not math.isfinite(self.i_ext):
+            raise ConfigError(f"{where}: i_ext = {self.i_ext!r}: must be finite")
 
 
 @dataclass(frozen=True)
@@ -98,6 +105,9 @@ class ProjectionSpec:
         where = f"projection {self.pre}->{self.post}"
         if not 0 < self.p <= 1:
             raise ConfigError(f"{where}: p = {self.p!r}: must be in (0, 1]")
+        for k in ("p", "weight", "weight_std", "w_min"):
+            if not math.isfinite(getattr(self, k)):
+                raise ConfigError(f"{where}: {k} = {getattr(self, k)!r}: must be finite")
         if self.weight_std < 0 or self.weight < 0:
             raise ConfigError(f"{where}: weight and weight_std are magnitudes (>= 0); the pre population's sign "
                               "gives the sign")
@@ -119,7 +129,7 @@ class SpikingSpec:
             raise ConfigError(f"population names must be unique (got {names})")
         if self.engine is not None and self.engine not in ENGINES:
             raise ConfigError(f"network.engine = {self.engine!r}: allowed {list(ENGINES)}")
-        if not self.dt > 0:
+        if not (self.dt > 0 and math.isfinite(self.dt)):
             raise ConfigError(f"network.dt = {self.dt!r}: must be a positive number of seconds")
         by = {p.name: p for p in self.populations}
         for pr in self.projections:
@@ -140,46 +150,21 @@ class SpikingSpec:
         return sum(p.size for p in self.populations if p.kind == "lif")
 
 
-_POP_KEYS = {f.name for f in fields(PopulationSpec)}
-_PROJ_KEYS = {f.name for f in fields(ProjectionSpec)}
-
-
 def spec_from_dict(d: dict[str, Any], src: str = "<network>") -> SpikingSpec:
-    """Build and validate a SpikingSpec from the parsed TOML layout of the module docstring."""
-    bad = sorted(set(d) - {"network", "population", "projection"})
-    if bad:
-        raise ConfigError(f"{src}: unknown section(s) {bad}; allowed ['network', 'population', 'projection']")
-    net = dict(d.get("network", {}))
-    bad = sorted(set(net) - {"dt", "engine"})
-    if bad:
-        raise ConfigError(f"{src}: unknown key(s) network.{bad}; allowed ['dt', 'engine']")
-    dt = float(net.get("dt", 1e-3))
-    pops = []
-    for raw in d.get("population", []):
-        raw = dict(raw)
-        bad = sorted(set(raw) - _POP_KEYS)
-        if bad:
-            raise ConfigError(f"{src}: population {raw.get('name')!r}: unknown key(s) {bad}; allowed {sorted(_POP_KEYS)}")
-        if raw.get("kind", "lif") == "lif":
-            lif = dict(raw.get("lif", {}))
-            if "dt" in lif:
-                raise ConfigError(f"{src}: population {raw.get('name')!r}: dt is set once, in [network]")
-            raw["lif"] = LIFParameters.from_dict({**lif, "dt": dt}, where=f"{src}: population {raw.get('name')!r}")
-        for k in ("rate", "i_ext"):
-            if k in raw:
-                raw[k] = float(raw[k])
-        pops.append(PopulationSpec(**raw))
-    if not pops:
-        raise ConfigError(f"{src}: no [[population]] defined")
-    projs = []
-    for raw in d.get("projection", []):
-        bad = sorted(set(raw) - _PROJ_KEYS)
-        if bad:
-            raise ConfigError(f"{src}: projection {raw.get('pre')}->{raw.get('post')}: unknown key(s) {bad}; "
-                              f"allowed {sorted(_PROJ_KEYS)}")
-        projs.append(ProjectionSpec(**{k: (float(v) if k in ("p", "weight", "weight_std", "w_min", "w_max") else v)
-                                       for k, v in raw.items()}))
-    return SpikingSpec(tuple(pops), tuple(projs), dt=dt, engine=net.get("engine"))
+    """Validate the parsed TOML layout of the module docstring (pydantic
+    :class:`~neuroprobe.config.networks.SpikingNetworkFile`) and build its SpikingSpec; a bad value
+    is one :class:`ConfigError` line naming ``src`` and the key."""
+    from ..config.networks import SpikingNetworkFile, validate_file
+
+    f = validate_file(SpikingNetworkFile, d, src)
+    dt = f.network.dt
+    pops = tuple(PopulationSpec(name=p.name, size=p.size, kind=p.kind,
+                                lif=None if p.lif is None else LIFParameters(**p.lif.model_dump(), dt=dt),
+                                rate=p.rate, sign=p.sign, i_ext=p.i_ext) for p in f.population)
+    projs = tuple(ProjectionSpec(pre=r.pre, post=r.post, p=r.p, weight=r.weight, weight_std=r.weight_std,
+                                 fixed_indegree=r.fixed_indegree, autapses=r.autapses, w_min=r.w_min,
+                                 w_max=math.inf if r.w_max is None else r.w_max) for r in f.projection)
+    return SpikingSpec(pops, projs, dt=dt, engine=f.network.engine)
 
 
 def load_spiking_spec(path: str | Path) -> SpikingSpec:
