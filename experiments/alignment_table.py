@@ -16,7 +16,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from neuroprobe.align import align_config  # noqa: E402
-from neuroprobe.experiments.config import load_config  # noqa: E402
+from neuroprobe.config import load_experiment  # noqa: E402
 
 CASES = [
     ("NRL (clean + 1 noisy pass)", "nrl_cartpole.toml", []),
@@ -37,7 +37,7 @@ def main() -> None:
     lines = ["| rule (CartPole network at initialisation) | " + " | ".join(f"N = {n}" for n in args.samples) + " |",
              "|---|" + "---|" * len(args.samples)]
     for label, cfg_name, sets in CASES:
-        cfg = load_config(ROOT / "experiments" / cfg_name, sets)
+        cfg = load_experiment(ROOT / "experiments" / cfg_name, sets)
         cells = []
         for n in args.samples:
             cos = align_config(cfg, samples=n)

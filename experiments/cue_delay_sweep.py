@@ -26,9 +26,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from neuroprobe.experiments.config import load_config  # noqa: E402
-from neuroprobe.experiments.rundir import read_metrics  # noqa: E402
-from neuroprobe.experiments.runner import run_experiment  # noqa: E402
+from neuroprobe.config import load_experiment  # noqa: E402
+from neuroprobe.rundir import read_metrics  # noqa: E402
+from neuroprobe.runner import run_experiment  # noqa: E402
 from neuroprobe.plotting import rolling_mean  # noqa: E402
 
 # label: (config, single-sample forwards per environment step; None = the run's forward_passes column)
@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
-    branches = load_config(ROOT / "experiments" / "probe_cartpole.toml")["rule"]["branches"]
+    branches = load_experiment(ROOT / "experiments" / "probe_cartpole.toml").rule.branches
     if not args.report_only:
         run_all(args, out, branches)
     report(args, out)

@@ -29,9 +29,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from neuroprobe.align import align_config  # noqa: E402
-from neuroprobe.experiments.config import load_config  # noqa: E402
-from neuroprobe.experiments.rundir import read_metrics  # noqa: E402
-from neuroprobe.experiments.runner import run_experiment  # noqa: E402
+from neuroprobe.config import load_experiment  # noqa: E402
+from neuroprobe.rundir import read_metrics  # noqa: E402
+from neuroprobe.runner import run_experiment  # noqa: E402
 from neuroprobe.plotting import rolling_mean  # noqa: E402
 
 PROBE = ROOT / "experiments" / "probe_cartpole.toml"
@@ -75,10 +75,10 @@ def scheduler_stats(sets: list[str], windows: int = 50) -> dict:
     from neuroprobe.network import RateNetwork
     from neuroprobe.probes import assignment_stats
     from neuroprobe.rules.probe import rule_from_config
-    from neuroprobe.experiments.build import network_spec
 
-    cfg = load_config(PROBE, sets)
-    rule = rule_from_config(cfg, RateNetwork(network_spec(cfg), generator=torch.Generator().manual_seed(0)))
+    exp = load_experiment(PROBE, sets)
+    rule = rule_from_config(exp.rule, RateNetwork(exp.model_spec, generator=torch.Generator().manual_seed(0)),
+                            seed=exp.seed, advantage_scale=exp.modulator.scale)
     ent, mi, cov = [], [], []
     for _ in range(windows):
         s = assignment_stats(rule.assignment())
@@ -168,11 +168,11 @@ def report(out: Path, args) -> None:
     for label, sets in PROBE_VARIANTS.items():
         if "cascade" in label:
             continue  # same probes and estimator as "random" at initialisation
-        cos = align_config(load_config(PROBE, sets), samples=args.align_samples)
+        cos = align_config(load_experiment(PROBE, sets), samples=args.align_samples)
         lines.append(f"| {label} | " + ", ".join(f"{k} {v:.2f}" for k, v in cos.items()) + " |")
     for label, cfg, _, _ in BASELINES:
         if (ROOT / "experiments" / cfg).exists():
-            cos = align_config(load_config(ROOT / "experiments" / cfg), samples=args.align_samples)
+            cos = align_config(load_experiment(ROOT / "experiments" / cfg), samples=args.align_samples)
             lines.append(f"| {label} | " + ", ".join(f"{k} {v:.2f}" for k, v in cos.items()) + " |")
     lines += ["", "Assignment statistics of the schedulers (mean over 50 windows of the probe config; natural log):",
               "", "| scheduler | mean entropy per module | entanglement (mean off-diagonal MI) | coverage |",

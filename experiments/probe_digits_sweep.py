@@ -41,9 +41,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from neuroprobe.experiments.config import load_config  # noqa: E402
-from neuroprobe.experiments.rundir import read_metrics  # noqa: E402
-from neuroprobe.experiments.runner import run_experiment  # noqa: E402
+from neuroprobe.config import load_experiment  # noqa: E402
+from neuroprobe.rundir import read_metrics  # noqa: E402
+from neuroprobe.runner import run_experiment  # noqa: E402
 from neuroprobe.probes import history_weights  # noqa: E402
 
 PROBE_CFG = ROOT / "experiments" / "probe_digits.toml"
@@ -62,24 +62,24 @@ def run_dir(out: Path, short: str, d: int, seed: int) -> Path:
     return out / f"{short}_D{d}_s{seed}"
 
 
-def probe_overrides(base: dict, rule: dict, d: int, steps: int, evals: int) -> list[str]:
-    r = {**base["rule"], **rule}
+def probe_overrides(base, rule: dict, d: int, steps: int, evals: int) -> list[str]:
+    r = {**base.rule.model_dump(), **rule}
     w = history_weights(r["history"], r["decay"], None if r["kernel"] == "none" else r["kernel"], r["kernel_order"],
                         r["kernel_delay"])
-    lr = base["rule"]["lr"] / float(w.sum())  # equal step size: the trace sums Σ_j w_j windows of credit
+    lr = base.rule.lr / float(w.sum())  # equal step size: the trace sums Σ_j w_j windows of credit
     return [f"rule.{k}={json.dumps(v)}" for k, v in rule.items()] + [
         f"rule.lr={lr!r}", f"task.label_delay={d}", f"task.steps={steps}",
         f"task.eval_every={max(1, steps // evals)}", "run.progress=false"]
 
 
-def budget(base: dict, steps: int) -> int:
+def budget(base, steps: int) -> int:
     """Single-sample forward passes of one probe run: steps × B × S."""
-    return steps * base["rule"]["branches"] * base["task"]["batch"]
+    return steps * base.rule.branches * base.task.batch
 
 
-def run_all(args, out: Path, base: dict, cet: dict) -> None:
+def run_all(args, out: Path, base, cet) -> None:
     passes = budget(base, args.steps)
-    cet_steps = passes // cet["task"]["batch"]
+    cet_steps = passes // cet.task.batch
     for d in args.delays:
         for label, (short, rule) in METHODS.items():
             for seed in args.seeds:
@@ -108,26 +108,26 @@ def curve(rd: Path, per_step: int) -> tuple[np.ndarray, np.ndarray]:
     return fp, np.asarray(m["accuracy"])
 
 
-def report(args, out: Path, base: dict, cet: dict) -> None:
+def report(args, out: Path, base, cet) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     passes = budget(base, args.steps)
-    r = base["rule"]
+    r = base.rule.model_dump()
     lines = [
         f"Delayed labels on scikit-learn's digits (8x8, 10 classes, chance 0.1; held-out 25 %), model 64-128-128-10, "
-        f"S = {base['task']['batch']} parallel streams; the label of step t arrives D steps later. Equal budget: "
+        f"S = {base.task.batch} parallel streams; the label of step t arrives D steps later. Equal budget: "
         f"{passes:,} single-sample forward passes per run (probe rule: {args.steps} steps × B = {r['branches']} "
-        f"branches × S; CET: {passes // cet['task']['batch']} steps × S, its backward pass counted as free). "
+        f"branches × S; CET: {passes // cet.task.batch} steps × S, its backward pass counted as free). "
         f"Last test accuracy of the unperturbed network, mean ± sd over seeds (n).",
         "",
         f"Probe rule: `experiments/probe_digits.toml` (K = {r['num_probes']} antithetic rank-{r['rank']} probes per "
         f"layer, σ = {r['scale']}, null fraction {r['null_fraction']}, advantages divided by their std, "
         f"lr = {r['lr']} / Σ_j w_j). "
         "A FIFO pairs each window's delayed labels with the probes that produced it (see "
-        "`neuroprobe/experiments/probe_supervised.py`); the trace variants differ only in how much old credit "
+        "`neuroprobe/learners/probe.py`); the trace variants differ only in how much old credit "
         "they reuse. CET: `experiments/cet_digits.toml` with `rule.delay = D`.",
         "",
         "| method | " + " | ".join(f"D = {d}" for d in args.delays) + " |",
@@ -151,7 +151,7 @@ def report(args, out: Path, base: dict, cet: dict) -> None:
                     t = json.loads((rd / "time.json").read_text())
                     seconds += t["seconds"]
                     cpu = cpu + t["cpu_seconds"] if cpu is not None and "cpu_seconds" in t else None
-                fp, acc = curve(rd, cet["task"]["batch"])  # CET rows: step × S
+                fp, acc = curve(rd, cet.task.batch)  # CET rows: step × S
                 finals.append(float(acc[-1]))
                 lates.append(float(acc[-5:].mean()))
                 cs.append((fp, acc))
@@ -179,8 +179,8 @@ def report(args, out: Path, base: dict, cet: dict) -> None:
     fig_path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(fig_path, dpi=110)
     plt.close(fig)
-    S, C = base["task"]["batch"], base["model"]["sizes"][-1]
-    sizes = base["model"]["sizes"]
+    S, C = base.task.batch, base.model_spec.sizes[-1]
+    sizes = base.model_spec.sizes
     per_window = r["branches"] * S * C + r["num_probes"] * r["rank"] * sum(sizes[:-1]) + r["num_probes"] * r[
         "rank"] * sum(sizes[1:])
     lines += late + [
@@ -194,8 +194,8 @@ def report(args, out: Path, base: dict, cet: dict) -> None:
         f"(K·r·Σ(n_in + n_out) = {per_window - r['branches'] * S * C}), {per_window:,} numbers, times D.",
         "* CET bridges the delay with eligibility traces (no stored outputs or labels) and gets exact credit "
         "only at D = 0 (then it is backprop); at D > 0 the credit meets a cascade trace that approximates the "
-        f"activity of D steps ago. Its settings are `cet_digits.toml`'s (lr = {cet['rule']['lr']}, trace order "
-        f"{cet['rule']['order']}, normalize = {cet['rule']['normalize']!r}), not re-tuned per D.",
+        f"activity of D steps ago. Its settings are `cet_digits.toml`'s (lr = {cet.rule.lr}, trace order "
+        f"{cet.rule.order}, normalize = {cet.rule.normalize!r}), not re-tuned per D.",
         "* The trace variants reuse credit of earlier windows; with a FIFO there is nothing for a kernel peaking at D "
         "to recover, so they act as a smoothing of the update over windows (their lr is divided by Σ_j w_j, so the "
         "summed step equals history 1's).",
@@ -218,7 +218,7 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
-    base, cet = load_config(PROBE_CFG), load_config(CET_CFG)
+    base, cet = load_experiment(PROBE_CFG), load_experiment(CET_CFG)
     if not args.report_only:
         run_all(args, out, base, cet)
     report(args, out, base, cet)

@@ -24,7 +24,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from neuroprobe.errors import NeuroprobeError  # noqa: E402
-from neuroprobe.experiments.runner import run_experiment  # noqa: E402
+from neuroprobe.runner import run_experiment  # noqa: E402
 
 
 def settings(orders, delays):

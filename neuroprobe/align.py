@@ -136,7 +136,7 @@ def _interleave(net: RateNetwork, dw: list[Tensor], db: list[Tensor]) -> list[Te
     return out
 
 
-def probe_alignment(net: RateNetwork, states: Tensor, samples: int, generator: torch.Generator, rule_cfg: dict,
+def probe_alignment(net: RateNetwork, states: Tensor, samples: int, generator: torch.Generator, rule_cfg,
                     seed: int = 0) -> dict[str, float]:
     """Rule "probe": per-layer cosine between the expected directional update and the autograd gradient.
 
@@ -157,7 +157,7 @@ def probe_alignment(net: RateNetwork, states: Tensor, samples: int, generator: t
     with torch.enable_grad():
         objective = (adv * log_prob_of(net.sweep(states.unsqueeze(-2)).logits, actions)[:, 0]).sum()
         exact = torch.autograd.grad(objective, params)
-    rule = rule_from_config({"seed": seed, "rule": rule_cfg}, net, history=1, decay=1.0, kernel="none")
+    rule = rule_from_config(rule_cfg, net, seed=seed, history=1, decay=1.0, kernel="none")
     B = rule.branches
     windows = -(-samples // B)
     est = [torch.zeros_like(p, dtype=torch.float64) for p in params]
@@ -190,7 +190,7 @@ def align_config(exp, samples: int = 2000, n_states: int = 64) -> dict[str, floa
     states = collect_states(net, exp.task.name, n_states, exp.seed, gen)
     r = exp.rule
     if r.name == "probe":
-        return probe_alignment(net, states, samples, gen, r.model_dump(), seed=exp.seed)
+        return probe_alignment(net, states, samples, gen, r, seed=exp.seed)
     return alignment(net, r.name, states, samples, getattr(r, "noise_std", 1e-3), gen,
                      noise_norm=getattr(r, "noise_norm", "global"), clean_pass=getattr(r, "clean_pass", True),
                      passes=getattr(r, "passes", 1))

@@ -30,15 +30,20 @@ probes. It is exploration noise inside each branch; its NRL eligibility is not u
 from __future__ import annotations
 
 import copy
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
 
+from .._args import check_int, check_number
 from ..errors import ConfigError, NonFiniteError
 from ..network import NetworkPass, RateNetwork
 from ..neurons.rate import rate_layer_step
 from ..probes import (DirectionalTrace, ProbeDictionary, branch_advantage, keyed_generator, make_scheduler,
                       module_coefficients, route)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from ..learners.probe import ProbeConfig
 
 __all__ = ["ProbeRule", "probed_sweep", "inverse_cdf_actions"]
 
@@ -63,8 +68,8 @@ def probed_sweep(net: RateNetwork, x: Tensor, assignment: Tensor, probes: list[P
     Per layer: h = x Wᵀ + b + coef · ((x [V_1…V_K]) ⊙ onehot(A[:, m])) [U_1…U_K]ᵀ — one shared
     full-rank product and one (K·r)-column correction; no (B, n_out, n_in) tensor is formed.
     """
-    if net.n_models is not None:
-        raise ConfigError("probed_sweep: the probe rule runs one model (n_models=None)")
+    if net.batch is not None:
+        raise ConfigError("probed_sweep: the probe rule runs one model (batch=None)")
     B = x.shape[0]
     inputs, preacts = [], []
     h = x
@@ -114,7 +119,7 @@ class ProbeRule:
     Per window: ``A = rule.assignment()``; run the branches with :meth:`policy`;
     ``rule.update(outcomes, A)`` (writes ``.grad``); ``opt.step()``; ``rule.end_window()``.
 
-    Delayed outcomes (e.g. labels that arrive D windows late, :mod:`neuroprobe.experiments.probe_supervised`):
+    Delayed outcomes (e.g. labels that arrive D windows late, :mod:`neuroprobe.learners.probe`):
     keep ``snap = rule.snapshot_probes()`` with the window's A, and when its outcomes arrive call
     ``rule.update(outcomes, A, dictionaries=snap)``: the trace then holds the probes that produced the
     outcomes, not the current window's (``end_window`` refreshes the probes every window).
@@ -127,12 +132,20 @@ class ProbeRule:
                  kernel: str = "none", kernel_order: int = 6, kernel_delay: float = 2.0, baseline: str = "null",
                  antithetic: bool = True, regime: str = "pure", noise_std: float = 0.0, seed: int = 0,
                  advantage_scale: str = "none"):
-        if net.n_models is not None:
-            raise ConfigError("rule 'probe' runs one model: build the network with n_models=None")
+        if not isinstance(net, RateNetwork):
+            raise ConfigError(f"net = {type(net).__name__}: must be a RateNetwork")
+        if net.batch is not None:
+            raise ConfigError(f"net.batch = {net.batch}: rule 'probe' runs one model: build the network with "
+                              "batch=None (its branches are the rule's batch)")
+        branches = check_int("rule.branches", branches, ge=1, le=1_000_000)
+        scale = check_number("rule.scale", scale, gt=0)
+        noise_std = check_number("rule.noise_std", noise_std, ge=0)
+        null_fraction = check_number("rule.null_fraction", null_fraction, ge=0, le=1)
+        if kernel == "cascade":
+            kernel_order = check_int("rule.kernel_order", kernel_order, ge=1)
+            kernel_delay = check_number("rule.kernel_delay", kernel_delay, gt=0)
         if baseline == "null" and null_fraction <= 0:
             raise ConfigError("rule.baseline = 'null' needs rule.null_fraction > 0 (all-null branches)")
-        if noise_std < 0:
-            raise ConfigError(f"rule.noise_std = {noise_std!r}: must be >= 0")
         if advantage_scale not in ADVANTAGE_SCALES:
             raise ConfigError(f"modulator.scale = {advantage_scale!r}: allowed {list(ADVANTAGE_SCALES)}")
         self.net, self.branches, self.baseline, self.noise_std = net, branches, baseline, float(noise_std)
@@ -246,13 +259,17 @@ class ProbeRule:
         self._last = self._last_probes = None
 
 
-def rule_from_config(cfg: dict, net: RateNetwork, **override) -> ProbeRule:
-    """A ProbeRule from a validated config's [rule] table (``override`` replaces keys)."""
-    r = {**cfg["rule"], **override}
-    keys = ("branches", "num_probes", "rank", "scale", "scheduler", "null_fraction", "history", "decay", "kernel",
-            "kernel_order", "kernel_delay", "baseline", "antithetic", "regime", "noise_std")
-    scale = override.get("advantage_scale", cfg.get("modulator", {}).get("scale", "none"))
-    return ProbeRule(net, seed=cfg["seed"], advantage_scale=scale, **{k: r[k] for k in keys})
+def rule_from_config(rule: "ProbeConfig", net: RateNetwork, seed: int = 0, advantage_scale: str = "none",
+                     **override) -> ProbeRule:
+    """A ProbeRule from a validated rule config (:class:`~neuroprobe.learners.probe.ProbeConfig`);
+    ``seed`` keys the probes and the scheduler (the run's seed), ``advantage_scale`` is the
+    experiment's ``[modulator] scale``; ``override`` replaces keys (e.g. ``history=1``)."""
+    r = {**{k: getattr(rule, k) for k in _RULE_KEYS}, **override}
+    return ProbeRule(net, seed=seed, advantage_scale=advantage_scale, **{k: r[k] for k in _RULE_KEYS})
+
+
+_RULE_KEYS = ("branches", "num_probes", "rank", "scale", "scheduler", "null_fraction", "history", "decay", "kernel",
+              "kernel_order", "kernel_delay", "baseline", "antithetic", "regime", "noise_std")
 
 
 def window_seed(seed: int, window: int) -> int:

@@ -1,0 +1,162 @@
+"""Rule 'cet': supervised delayed credit on a label stream (CET paper, "batch index used as time").
+
+S = ``task.batch`` parallel streams each present one input per step; the credit of step t reaches
+each layer D_l steps later and meets that layer's eligibility trace
+(:class:`~neuroprobe.rules.CETDelayed`). The learner runs the network on the step's inputs with
+their labels (the credit needs them), writes ``.grad``, and the optimizer (SGD or Adam) steps every
+step (with zero gradients during the first D steps). Every ``task.eval_every`` steps (and at the
+last) a row is written: test accuracy on the held-out split, the training loss/accuracy since the
+last row, and the cosine between the rule's update and the exact delayed gradient per layer
+(``align_<layer>``, mean since the last row).
+"""
+from __future__ import annotations
+
+from typing import Annotated, ClassVar, Literal
+
+import torch
+from pydantic import Field
+
+from ..config.base import Finite, StrictInt
+from ..config.rules import RuleConfig, register_rule
+from ..loop import BuildContext, RunParts, Transition
+
+__all__ = ["CETConfig", "CETAgent", "CETLearner", "build_cet", "held_out_accuracy", "make_stream"]
+
+
+class CETAgent:
+    """The network of a CET run; ``act`` hands the step's inputs (on the network's device and dtype)
+    to the learner, which runs the network with the labels (its credit needs them)."""
+
+    def __init__(self, net, device: torch.device):
+        self.net, self.device = net, device
+        self.dtype = net.layers[0].weight.dtype
+
+    def act(self, obs):
+        return torch.as_tensor(obs).to(device=self.device, dtype=self.dtype)
+
+    def parameters(self):
+        return self.net.parameters()
+
+    def named_parameters(self):
+        return self.net.named_parameters()
+
+    def constrain(self) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return {"net": self.net.state_dict()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.net.load_state_dict(s["net"])
+
+
+class CETLearner:
+    """``rule.step(x, y)`` every step (writes ``.grad``); ``last`` holds the step's loss, accuracy and
+    per-layer alignment for the reporter."""
+
+    def __init__(self, rule, device: torch.device):
+        self.rule, self.device = rule, device
+        self.last: dict | None = None
+
+    def learn(self, tr: Transition) -> bool:
+        stats = self.rule.step(tr.action, torch.as_tensor(tr.info["y"]).to(self.device))
+        self.last = {"loss": stats["loss"], "accuracy": stats["accuracy"],
+                     "alignment": dict(self.rule.last_alignment)}
+        return True
+
+    def end_step(self) -> None:
+        pass
+
+    def state_dict(self) -> dict:
+        return self.rule.state_dict()
+
+    def load_state_dict(self, s: dict) -> None:
+        self.rule.load_state_dict(s)
+
+
+def held_out_accuracy(net, x_test: torch.Tensor, y_test: torch.Tensor) -> float:
+    """Accuracy of the (unperturbed) network on the held-out split."""
+    w = net.layers[0].weight
+    with torch.no_grad():
+        pred = net(x_test.to(device=w.device, dtype=w.dtype)).argmax(-1).cpu()
+    return (pred == y_test).float().mean().item()
+
+
+def make_stream(exp, label_delay: int = 0):
+    """The run's training stream (seeded with the run's seed), checked against the network's sizes."""
+    from ..errors import ConfigError
+    from ..tasks import SupervisedStream
+
+    t = exp.task
+    stream = SupervisedStream(t.batch, split="train", seed=exp.seed, label_delay=label_delay, dataset=t.dataset)
+    sizes = exp.model_spec.sizes
+    if stream.n_features != sizes[0] or stream.n_classes != sizes[-1]:
+        raise ConfigError(f"'model.sizes' = {list(sizes)} does not fit dataset {t.dataset!r} "
+                          f"({stream.n_features} features, {stream.n_classes} classes)")
+    return stream
+
+
+def build_cet(exp, ctx: BuildContext) -> RunParts:
+    from ..network import RateNetwork
+    from ..reporters import StreamReporter, stream_summary
+    from ..rules import CETDelayed
+    from ..tasks.streams import LabelStreamTask
+
+    t, r = exp.task, exp.rule
+    net = RateNetwork(exp.model_spec, generator=ctx.generator).to(ctx.device)
+    stream = make_stream(exp)
+    x_test, y_test = stream.test_set()
+    rule = CETDelayed(net, batch=t.batch, delay=r.delay, delay_mode=r.delay_mode, trace=r.trace, order=r.order,
+                      normalize=None if r.normalize == "none" else r.normalize, beta=r.beta or None,
+                      trace_on=r.trace_on)
+    opt = (torch.optim.Adam if r.optimizer == "adam" else torch.optim.SGD)(net.parameters(), lr=r.lr)
+    learner = CETLearner(rule, ctx.device)
+    reporter = StreamReporter(t.steps, t.eval_every, stats=lambda: learner.last,
+                              evaluate=lambda: held_out_accuracy(net, x_test, y_test), layer_names=net.layer_names)
+    return RunParts(agent=CETAgent(net, ctx.device), learner=learner, task=LabelStreamTask(stream, t.steps),
+                    reporter=reporter, optimizer=opt, description=f"CET · {r.trace} n={r.order} D={r.delay}",
+                    unit="step", hint="lower rule.lr", summary=stream_summary)
+
+
+@register_rule
+class CETConfig(RuleConfig):
+    """CET-delayed credit: the credit of step t reaches each layer D_l steps later and meets its
+    eligibility trace (a cascade of order n peaking at D_l)."""
+
+    families: ClassVar[tuple[str, ...]] = ("supervised",)
+    name: Literal["cet"]
+    optimizer: Literal["sgd", "adam"] = "sgd"
+    """Optimizer applying the rule's ``.grad``."""
+    delay: Annotated[StrictInt, Field(ge=0, le=100_000)] = 0
+    """D, the credit latency of the last layer (steps)."""
+    delay_mode: Literal["constant", "retrograde"] = "constant"
+    """Every layer gets D (constant), or the delays stack with depth: D, 2D, 3D, ... from the output."""
+    trace: Literal["cascade", "exponential", "perfect", "ltp_ltd", "none"] = "cascade"
+    """Eligibility trace kind ("perfect": a pure delay line, the upper bound; "none" with D = 0 is backprop)."""
+    order: Annotated[StrictInt, Field(ge=1, le=1000)] = 1
+    """Order n of the cascade."""
+    normalize: Literal["area", "peak", "none"] = "peak"
+    """Normalisation of the cascade kernel."""
+    beta: Annotated[Finite, Field(ge=0, lt=1)] = 0.0
+    """Decay per step of the cascade's stages, in [0, 1) (0 = chosen so the kernel peaks at D)."""
+    trace_on: Literal["presynaptic", "synapse"] = "presynaptic"
+    """Trace of the presynaptic activity (factorised) or per synapse (memory batch x n_out x n_in)."""
+
+    def check(self, exp) -> None:
+        from ..config.experiment import MEMORY_LIMIT
+        from ..modulators.broadcast import layer_delays
+
+        sizes = exp.model_spec.sizes
+        batch = exp.task.batch
+        delays = layer_delays(len(sizes) - 1, self.delay, self.delay_mode)
+        per = [n_in if self.trace_on == "presynaptic" else n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+        # the trace (order + 1 states), the exact-gradient delay line (D_l + 1) and the credit buffers (D_l)
+        n = sum(batch * (p * (self.order + 1 + d + 1) + n_out * d)
+                for p, d, n_out in zip(per, delays, sizes[1:]))
+        if 4 * n > MEMORY_LIMIT:
+            raise ValueError(f"'rule.delay' = {self.delay} with rule.order = {self.order}, task.batch = {batch} and "
+                             f"rule.trace_on = {self.trace_on!r} would hold about {4 * n / 2**30:.0f} GiB of traces; "
+                             f"the limit is {MEMORY_LIMIT / 2**30:.0f} GiB")
+
+    def build(self, exp, ctx: BuildContext) -> RunParts:
+        return build_cet(exp, ctx)
