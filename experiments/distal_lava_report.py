@@ -20,7 +20,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from neuroprobe.experiments.rundir import read_metrics  # noqa: E402
+from neuroprobe.rundir import read_metrics  # noqa: E402
 
 
 def curves(path: Path) -> dict[str, np.ndarray]:

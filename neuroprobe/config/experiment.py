@@ -101,6 +101,10 @@ class ExperimentBase(StrictModel):
             self._model_spec = _resolve_model(self.model, base_dir)
             self.model = ModelSection(file=None, **_inline(self._model_spec))
             _check_model_fits_task(self._model_spec.sizes, task)
+            from ..rate_monitors import check_rate_monitors
+
+            check_rate_monitors(self.monitor, [f"fc{i + 1}" for i in range(len(self._model_spec.sizes) - 1)],
+                                self._model_spec.bias)
         else:
             if self.network is None:
                 raise ValueError(f"missing table [network] (task {task.name!r} runs a spiking network)")
@@ -109,7 +113,7 @@ class ExperimentBase(StrictModel):
             path = _find(self.network.file, base_dir, "network.file")
             from ..spiking.spec import load_spiking_spec
 
-            self._spiking_spec = load_spiking_spec(path)
+            self._spiking_spec = _read_network(load_spiking_spec, path, "network.file", self.network.file)
             self.network = NetworkSection(file=str(path.resolve()))
         if getattr(task, "label_delay", 0) and rule.name != "probe":
             raise ValueError(f"'task.label_delay' = {task.label_delay} applies only to rule 'probe' on a supervised "
@@ -160,11 +164,22 @@ def _find(name: str, base_dir: Path, key: str) -> Path:
     return p
 
 
+def _read_network(loader, path: Path, key: str, name: str):
+    """``loader(path)`` with the file's encoding and I/O errors as one line naming ``key``."""
+    try:
+        return loader(path)
+    except UnicodeDecodeError as e:
+        raise ValueError(f"'{key}' = {name!r}: not UTF-8 text (byte {e.start}); network files are TOML in UTF-8") \
+            from None
+    except OSError as e:
+        raise ValueError(f"'{key}' = {name!r}: cannot be read ({e.strerror or type(e).__name__})") from None
+
+
 def _resolve_model(m: ModelSection, base_dir: Path):
     from ..network import spec_from_dict, spec_from_toml
 
     if m.file is not None:
-        return spec_from_toml(_find(m.file, base_dir, "model.file"))
+        return _read_network(spec_from_toml, _find(m.file, base_dir, "model.file"), "model.file", m.file)
     d = {k: v for k, v in m.model_dump(exclude_none=True).items() if k != "file"}
     return spec_from_dict(d, where="model")
 

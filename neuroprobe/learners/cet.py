@@ -19,6 +19,7 @@ from pydantic import Field
 from ..config.base import Finite, StrictInt
 from ..config.rules import RuleConfig, register_rule
 from ..loop import BuildContext, RunParts, Transition
+from ..rate_monitors import rate_monitors
 
 __all__ = ["CETConfig", "CETAgent", "CETLearner", "build_cet", "held_out_accuracy", "make_stream"]
 
@@ -115,7 +116,7 @@ def build_cet(exp, ctx: BuildContext) -> RunParts:
                               evaluate=lambda: held_out_accuracy(net, x_test, y_test), layer_names=net.layer_names)
     return RunParts(agent=CETAgent(net, ctx.device), learner=learner, task=LabelStreamTask(stream, t.steps),
                     reporter=reporter, optimizer=opt, description=f"CET · {r.trace} n={r.order} D={r.delay}",
-                    unit="step", hint="lower rule.lr", summary=stream_summary)
+                    unit="step", hint="lower rule.lr", summary=stream_summary, callbacks=rate_monitors(exp, net))
 
 
 @register_rule

@@ -34,6 +34,7 @@ from torch import Tensor
 from ..config.base import Finite, NonNegFloat, PosFloat, Size, StrictBool, StrictInt
 from ..config.rules import RuleConfig, register_rule
 from ..loop import BuildContext, RunParts, Transition
+from ..rate_monitors import rate_monitors
 
 __all__ = ["ProbeConfig", "ProbeWindowAgent", "ProbeWindowLearner", "ProbeStreamAgent", "ProbeStreamLearner",
            "build_probe_rl", "build_probe_supervised", "branch_log_probs", "branch_outcomes", "unperturbed"]
@@ -129,7 +130,8 @@ def build_probe_rl(exp, ctx: BuildContext) -> RunParts:
     return RunParts(agent=agent, learner=ProbeWindowLearner(rule, agent), task=CommonSeedWindows(envs, t.episodes),
                     reporter=WindowReporter(exp.seed, t.episodes, rows, lambda: agent.assignment), optimizer=opt,
                     description=f"PROBE · {t.name} · {B} branches", unit="ep",
-                    hint="lower rule.lr or rule.scale", summary=lambda m: episode_summary(m, rows))
+                    hint="lower rule.lr or rule.scale", summary=lambda m: episode_summary(m, rows),
+                    callbacks=rate_monitors(exp, net))
 
 
 # ---------------------------------------------------------------------------------- supervised: label stream
@@ -249,7 +251,7 @@ def build_probe_supervised(exp, ctx: BuildContext) -> RunParts:
     return RunParts(agent=ProbeStreamAgent(rule, ctx.generator), learner=learner,
                     task=LabelStreamTask(stream, t.steps), reporter=reporter, optimizer=opt,
                     description=f"PROBE · {t.name} · {B} branches · D={t.label_delay}", unit="step",
-                    hint="lower rule.lr or rule.scale", summary=stream_summary)
+                    hint="lower rule.lr or rule.scale", summary=stream_summary, callbacks=rate_monitors(exp, rule.net))
 
 
 # ---------------------------------------------------------------------------------- the config

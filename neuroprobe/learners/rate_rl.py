@@ -86,6 +86,7 @@ def build_rate_rl(exp, ctx: BuildContext, make_rule: Callable) -> RunParts:
     """Parts of an RL run on a rate network: ``make_rule(net, rpe, generator)`` gives the rule."""
     from ..modulators.rpe import RewardPredictionError
     from ..network import RateNetwork
+    from ..rate_monitors import rate_monitors
     from ..reporters import EpisodeReporter, episode_summary
     from ..tasks import make_vector_env
     from ..tasks.episodic import EpisodicVectorTask
@@ -101,7 +102,8 @@ def build_rate_rl(exp, ctx: BuildContext, make_rule: Callable) -> RunParts:
         agent=RuleAgent(rule, ctx.device), learner=RewardLearner(rule, t.reward == "every_step"),
         task=EpisodicVectorTask(envs, t.episodes), reporter=EpisodeReporter(exp.seed, S, t.episodes, rows),
         optimizer=opt, description=f"{exp.rule.name.upper()} · {t.name} · {S} seeds", unit="ep",
-        hint="lower rule.lr or rule.noise_std", summary=lambda m: episode_summary(m, rows))
+        hint="lower rule.lr or rule.noise_std", summary=lambda m: episode_summary(m, rows),
+        callbacks=rate_monitors(exp, net))
 
 
 class _RateRLRule(RuleConfig):
