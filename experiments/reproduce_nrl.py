@@ -19,9 +19,9 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from neuroprobe.experiments.rundir import read_metrics  # noqa: E402
-from neuroprobe.experiments.runner import run_experiment  # noqa: E402
 from neuroprobe.plotting import rolling_mean  # noqa: E402
+from neuroprobe.rundir import CHECKPOINT_NAME, read_metrics  # noqa: E402
+from neuroprobe.runner import run_experiment  # noqa: E402
 
 TASKS = {"reaching": "Reaching1D-v0", "acrobot": "Acrobot-v1", "cartpole": "CartPole-v1", "cartpole_2h": "CartPole-v1 (2 hidden)"}
 RULES = ("nrl", "bp", "rmhl")
@@ -50,7 +50,7 @@ def main() -> None:
                 done = json.loads((run_dir / "summary.json").read_text())["episodes"]
                 if task not in episodes or done >= int(episodes[task]):
                     continue  # finished; a larger --episodes extends it from its last checkpoint
-            if (run_dir / "checkpoint.pt").exists():
+            if (run_dir / CHECKPOINT_NAME).exists():
                 run_experiment(resume=run_dir, overrides=sets)
             else:
                 run_experiment(cfg, overrides=sets, out=run_dir)

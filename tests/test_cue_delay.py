@@ -2,11 +2,14 @@
 actions outside the go step ignored, kwargs and config wiring, bad kwargs as ConfigError."""
 from __future__ import annotations
 
+from typing import get_args
+
 import numpy as np
 import pytest
 
+from neuroprobe.config import validate_experiment
+from neuroprobe.config.tasks import GymTaskConfig
 from neuroprobe.errors import ConfigError
-from neuroprobe.experiments.config import RL_TASKS, validate
 from neuroprobe.tasks import TASKS, CueDelayEnv, make_env, make_vector_env, task_info
 
 
@@ -101,7 +104,7 @@ def test_seeding_determinism():
 
 
 def test_registered_with_defaults_and_kwargs():
-    assert "CueDelay-v0" in TASKS and "CueDelay-v0" in RL_TASKS
+    assert "CueDelay-v0" in TASKS and "CueDelay-v0" in get_args(GymTaskConfig.model_fields["name"].annotation)
     info = task_info("CueDelay-v0")
     assert (info["obs_dim"], info["n_actions"], info["max_episode_steps"]) == (7, 2, 18)
     env = make_env("CueDelay-v0", seed=0)
@@ -145,10 +148,10 @@ def _cfg(sizes, **task):
 
 
 def test_config_model_size_check():
-    cfg = validate(_cfg([7, 16, 2], reward_delay=20))
-    assert cfg["kind"] == "rl" and cfg["task"]["reward_delay"] == 20
-    with pytest.raises(ConfigError, match=r"does not fit task 'CueDelay-v0'.*\(7, 2\)"):
-        validate(_cfg([4, 16, 2]))
+    exp = validate_experiment(_cfg([7, 16, 2], reward_delay=20))
+    assert exp.family == "rl" and exp.task.name == "CueDelay-v0" and exp.task.reward_delay == 20
+    with pytest.raises(ConfigError, match=r"'model.sizes' = \[4, 16, 2\] does not fit task 'CueDelay-v0'.*\(7, 2\)"):
+        validate_experiment(_cfg([4, 16, 2]))
 
 
 def test_gymnasium_env_checker_passes():

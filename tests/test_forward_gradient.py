@@ -12,11 +12,12 @@ import pytest
 import torch
 
 from neuroprobe.align import alignment
+from neuroprobe.config import RULE_CONFIGS, load_experiment
 from neuroprobe.errors import ConfigError
-from neuroprobe.experiments.build import build_rl_rule
-from neuroprobe.experiments.config import load_config
-from neuroprobe.runner import run_experiment
+from neuroprobe.learners.rate_rl import FGConfig
+from neuroprobe.modulators.rpe import RewardPredictionError
 from neuroprobe.network import build_network
+from neuroprobe.runner import run_experiment
 from neuroprobe.rules import RL_RULES, ForwardGradient, directional_derivative, fg_step, log_prob_of
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -114,16 +115,19 @@ def test_model_axis_and_rule_act_reinforce():
 
 
 def test_registry_config_and_build():
-    assert RL_RULES["fg"] is ForwardGradient and ForwardGradient.name == "fg"
-    cfg = load_config(FG_CFG)
-    assert cfg["rule"] == {"name": "fg", "lr": 1e-2, "passes": 1}
-    net = build_network(cfg["model"], batch=cfg["seeds"], seed=0)
-    rule = build_rl_rule(cfg, net, torch.Generator().manual_seed(0))
-    assert isinstance(rule, ForwardGradient) and rule.passes == 1
-    with pytest.raises(ConfigError, match="rule.passes"):
-        load_config(FG_CFG, ["rule.passes=0"])
-    with pytest.raises(ConfigError, match="noise_std"):
-        load_config(FG_CFG, ["rule.noise_std=0.1"])
+    assert RL_RULES["fg"] is ForwardGradient and ForwardGradient.name == "fg" and RULE_CONFIGS["fg"] is FGConfig
+    exp = load_experiment(FG_CFG)
+    assert isinstance(exp.rule, FGConfig) and exp.family == "rl"
+    assert exp.rule.model_dump() == {"name": "fg", "lr": 1e-2, "passes": 1}
+    net = build_network(exp.model_spec, batch=exp.seeds, seed=0)
+    m = exp.modulator
+    rpe = RewardPredictionError(batch=exp.seeds, smoothing=m.smoothing, scale=m.scale, init=m.init)
+    rule = exp.rule.make_rule(net, rpe, torch.Generator().manual_seed(0))
+    assert isinstance(rule, ForwardGradient) and rule.passes == 1 and rule.net is net and rule.rpe is rpe
+    with pytest.raises(ConfigError, match=r"'rule.passes' = 0"):
+        load_experiment(FG_CFG, ["rule.passes=0"])
+    with pytest.raises(ConfigError, match=r"unknown key 'rule.noise_std'"):
+        load_experiment(FG_CFG, ["rule.noise_std=0.1"])
     with pytest.raises(ConfigError, match="rule.passes"):
         ForwardGradient(net, passes=0)
 

@@ -1,5 +1,7 @@
-"""Rule 'probe' in the RL runner: config, batched branch forward, common random numbers,
-determinism, resume, gradient alignment and sign convention."""
+"""Rule 'probe' in RL: config, batched branch forward, common random numbers (one window driven
+through the loop's parts), determinism and resume of the stateful probe regimes, gradient alignment
+and sign convention. (The pure regime's golden metrics and resume after SIGKILL, and the config
+checks shared with digits, are in test_loop_supervised_probe.py.)"""
 from __future__ import annotations
 
 import json
@@ -11,13 +13,15 @@ import torch
 from neuroprobe.align import align_config
 from neuroprobe.cli import main
 from neuroprobe.errors import ConfigError
-from neuroprobe.experiments.config import load_config, validate
-from neuroprobe.experiments.probe_rl import run_window
-from neuroprobe.experiments.runner import run_experiment
+from neuroprobe.config import load_experiment, validate_experiment
+from neuroprobe.learners.probe import ProbeWindowAgent
 from neuroprobe.network import NetworkSpec, RateNetwork
 from neuroprobe.rules.estimators import log_prob_of
 from neuroprobe.rules.probe import ProbeRule, inverse_cdf_actions, probed_sweep
+from neuroprobe.rundir import load_checkpoint_file
+from neuroprobe.runner import run_experiment
 from neuroprobe.tasks import make_vector_env
+from neuroprobe.tasks.probe_windows import CommonSeedWindows
 
 ROOT = Path(__file__).resolve().parents[1]
 CARTPOLE = ROOT / "experiments" / "probe_cartpole.toml"
@@ -32,37 +36,32 @@ def _raw(**rule) -> dict:
 
 
 def test_config_defaults_and_example_file():
-    r = validate(_raw())["rule"]
-    assert (r["branches"], r["num_probes"], r["rank"], r["scheduler"], r["baseline"], r["kernel"]) == \
-        (32, 8, 1, "random", "null", "none")
-    assert r["antithetic"] is True and r["regime"] == "pure" and r["noise_std"] == 0.0
-    cfg = load_config(CARTPOLE)
-    assert cfg["modulator"]["scale"] == "std"
-    assert cfg["rule"]["name"] == "probe" and cfg["seeds"] == 1 and cfg["model"]["sizes"] == [4, 64, 2]
+    r = validate_experiment(_raw()).rule
+    assert (r.branches, r.num_probes, r.rank, r.scheduler, r.baseline, r.kernel) == (32, 8, 1, "random", "null", "none")
+    assert r.antithetic is True and r.regime == "pure" and r.noise_std == 0.0
+    exp = load_experiment(CARTPOLE)
+    assert exp.modulator.scale == "std" and exp.family == "rl"
+    assert exp.rule.name == "probe" and exp.seeds == 1 and list(exp.model_spec.sizes) == [4, 64, 2]
 
 
+# (scheduler, num_probes parity, null baseline without null branches, no perturbed branch,
+# kernel_delay vs history, null_fraction = 1 and seeds are checked in test_loop_supervised_probe.py)
 @pytest.mark.parametrize("raw, words", [
-    (_raw(scheduler="greedy"), ["rule.scheduler", "round_robin"]),
-    (_raw(kernel="exp"), ["rule.kernel", "cascade"]),
-    (_raw(regime="fixed"), ["rule.regime", "semi_persistent"]),
-    (_raw(baseline="median"), ["rule.baseline"]),
-    (_raw(branches=0), ["rule.branches", ">= 1"]),
-    (_raw(scale=-0.1), ["rule.scale", "> 0"]),
-    (_raw(null_fraction=1.0), ["rule.null_fraction", "[0, 1)"]),
-    (_raw(decay=1.5), ["rule.decay"]),
-    (_raw(noise_std=-1.0), ["rule.noise_std", ">= 0"]),
-    (_raw(antithetic="yes"), ["rule.antithetic", "true/false"]),
-    (_raw(history=2.5), ["rule.history", "integer"]),
-    (_raw(num_probes=7), ["rule.num_probes", "even"]),
-    (_raw(null_fraction=0.0), ["rule.baseline", "null_fraction"]),
-    (_raw(branches=2, null_fraction=0.9), ["rule.null_fraction", "no perturbed branch"]),
-    (_raw(kernel="cascade", history=3, kernel_delay=4.0), ["rule.kernel_delay", "history"]),
+    (_raw(kernel="exp"), ["'rule.kernel'", "cascade"]),
+    (_raw(regime="fixed"), ["'rule.regime'", "semi_persistent"]),
+    (_raw(baseline="median"), ["'rule.baseline'", "mean"]),
+    (_raw(branches=0), ["'rule.branches'", ">= 1"]),
+    (_raw(scale=-0.1), ["'rule.scale'", "> 0"]),
+    (_raw(decay=1.5), ["'rule.decay'", "<= 1"]),
+    (_raw(noise_std=-1.0), ["'rule.noise_std'", ">= 0"]),
+    (_raw(antithetic="yes"), ["'rule.antithetic'", "true or false"]),
+    (_raw(history=2.5), ["'rule.history'", "integer"]),
+    (_raw(kernel="cascade", history=3, kernel_delay=4.0), ["'rule.kernel_delay' = 4.0", "rule.history - 1 = 2"]),
     (_raw(bogus=1), ["unknown key", "rule.bogus"]),
-    ({**_raw(), "seeds": 3}, ["rule 'probe' runs one seed per process; use --seed S"]),
 ])
 def test_config_errors_are_one_line(raw, words):
     with pytest.raises(ConfigError) as e:
-        validate(raw)
+        validate_experiment(raw)
     msg = str(e.value)
     assert "\n" not in msg
     for w in words:
@@ -70,8 +69,8 @@ def test_config_errors_are_one_line(raw, words):
 
 
 def test_mean_baseline_without_null_branches_is_valid():
-    r = validate(_raw(baseline="mean", null_fraction=0.0, antithetic=False, num_probes=3))["rule"]
-    assert r["null_fraction"] == 0.0
+    r = validate_experiment(_raw(baseline="mean", null_fraction=0.0, antithetic=False, num_probes=3)).rule
+    assert r.null_fraction == 0.0 and r.num_probes == 3
 
 
 # --------------------------------------------------------------------------- batched forward
@@ -112,6 +111,20 @@ def test_inverse_cdf_actions():
 
 
 # --------------------------------------------------------------------------- common random numbers
+
+
+def run_window(rule: ProbeRule, envs, assignment: torch.Tensor, seed: int, generator: torch.Generator):
+    """One window (episode) of all B branches with a given assignment, driven through the loop's parts
+    (the common-seed window task and the probe agent); returns (returns (B,), lengths (B,))."""
+    task = CommonSeedWindows(envs, windows=1)
+    agent = ProbeWindowAgent(rule, generator)
+    agent.assignment, agent.new_window = assignment, False
+    obs, _ = task.reset(seed)
+    while True:
+        obs, _, _, _, info = task.step(agent.act(obs))
+        if info["window_end"]:
+            assert task.finished() and info["window"] == 0
+            return info["return"], info["length"]
 
 
 @pytest.mark.parametrize("noise_std", [0.0, 0.05])
@@ -160,15 +173,15 @@ progress = false
     return p
 
 
+# the pure regime (golden metrics, SIGKILL resume, resume with a larger budget) is in test_loop_supervised_probe.py
 VARIANTS = [
-    "",
     'scheduler = "uncertainty"\nregime = "semi_persistent"\nhistory = 3\ndecay = 0.5\nnoise_std = 0.05',
     'scheduler = "round_robin"\nregime = "learned_subspace"\nhistory = 4\nkernel = "cascade"\nkernel_order = 3\n'
     'kernel_delay = 2.0\nbaseline = "mean"\nnull_fraction = 0.0\nantithetic = false',
 ]
 
 
-@pytest.mark.parametrize("extra", VARIANTS, ids=["pure", "semi_persistent", "learned_cascade_mean"])
+@pytest.mark.parametrize("extra", VARIANTS, ids=["semi_persistent", "learned_cascade_mean"])
 def test_determinism_and_resume(tmp_path, extra):
     cfg_path = _toml(tmp_path, extra)
     a = run_experiment(cfg_path, out=tmp_path / "a", figures=False)
@@ -178,34 +191,27 @@ def test_determinism_and_resume(tmp_path, extra):
     lines = ma.splitlines()
     assert lines[0] == "episode,seed,return,length,forward_passes" and len(lines) == 7
     assert [ln.split(",")[1] for ln in lines[1:]] == ["4"] * 6
-    # 3 windows, then resume to 6: byte-identical
-    c = run_experiment(cfg_path, out=tmp_path / "c", figures=False, overrides=["task.episodes=3"])
-    assert len((c / "metrics.csv").read_text().splitlines()) == 4
+    # stopped after 5 windows with its last checkpoint at window 4 (the probes' state of a later window
+    # than the rows it covers), then resumed to 6: window 5 is recomputed, byte-identical
+    c = run_experiment(cfg_path, out=tmp_path / "c", figures=False, overrides=["task.episodes=5"])
+    assert len((c / "metrics.csv").read_text().splitlines()) == 6
+    four = run_experiment(cfg_path, out=tmp_path / "four", figures=False, overrides=["task.episodes=4"])
+    (c / "checkpoint.pt").write_bytes((four / "checkpoint.pt").read_bytes())
     run_experiment(resume=c, overrides=["task.episodes=6"], figures=False)
     assert (c / "metrics.csv").read_text() == ma
+    wa = load_checkpoint_file(a / "checkpoint.pt")["agent"]["net"]
+    wc = load_checkpoint_file(c / "checkpoint.pt")["agent"]["net"]
+    assert all(torch.equal(wa[k], wc[k]) for k in wa)
     summary = json.loads((a / "summary.json").read_text())
     assert summary["episodes"] == 6
-
-
-def test_resume_from_periodic_checkpoint_after_interruption(tmp_path):
-    """A run stopped after window 5 (checkpoint at window 4) resumes and recomputes window 5."""
-    cfg_path = _toml(tmp_path)
-    full = run_experiment(cfg_path, out=tmp_path / "full", figures=False)
-    part = run_experiment(cfg_path, out=tmp_path / "part", figures=False, overrides=["task.episodes=5",
-                                                                                    "run.checkpoint_every=4"])
-    # make the last checkpoint the periodic one (window 4) while metrics.csv has 5 rows
-    run4 = run_experiment(cfg_path, out=tmp_path / "four", figures=False, overrides=["task.episodes=4"])
-    (part / "checkpoint.pt").write_bytes((run4 / "checkpoint.pt").read_bytes())
-    run_experiment(resume=part, overrides=["task.episodes=6"], figures=False)
-    assert (part / "metrics.csv").read_text() == (full / "metrics.csv").read_text()
 
 
 # --------------------------------------------------------------------------- alignment and sign
 
 
 def test_alignment_with_autograd_gradient_cartpole():
-    cfg = load_config(CARTPOLE, ["rule.branches=64", "rule.num_probes=56", "rule.scale=0.01"])
-    cos = align_config(cfg, samples=16000, n_states=8)
+    exp = load_experiment(CARTPOLE, ["rule.branches=64", "rule.num_probes=56", "rule.scale=0.01"])
+    cos = align_config(exp, samples=16000, n_states=8)
     assert set(cos) == {"fc1", "fc2"}
     assert min(cos.values()) >= 0.9, cos
 

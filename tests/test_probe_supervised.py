@@ -1,4 +1,6 @@
-"""Rule 'probe' on the delayed-label digits stream: metrics, resume, the label FIFO, config errors."""
+"""Rule 'probe' on the delayed-label digits stream: metrics, resume of the semi-persistent regime, the
+label FIFO, config errors. (Golden metrics and resume after SIGKILL of the pure and learned-subspace
+regimes are in test_loop_supervised_probe.py.)"""
 from __future__ import annotations
 
 import json
@@ -7,12 +9,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from neuroprobe.config import load_experiment, validate_experiment
 from neuroprobe.errors import ConfigError
-from neuroprobe.experiments.build import network_spec
-from neuroprobe.experiments.config import load_config, validate
-from neuroprobe.experiments.runner import run_experiment
 from neuroprobe.network import RateNetwork
 from neuroprobe.rules.probe import ProbeRule
+from neuroprobe.rundir import load_checkpoint_file
+from neuroprobe.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parents[1]
 B, S = 8, 4
@@ -48,7 +50,7 @@ progress = false
 
 
 def _weights(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "checkpoint.pt", weights_only=False)["net"]
+    return load_checkpoint_file(run / "checkpoint.pt")["agent"]["net"]
 
 
 def test_run_writes_metrics(tmp_path):
@@ -65,17 +67,16 @@ def test_run_writes_metrics(tmp_path):
     assert (out / "learning_curve.png").is_file()
 
 
-@pytest.mark.parametrize("delay, extra", [(3, ""), (2, 'regime = "semi_persistent"\nhistory = 3\ndecay = 0.7'),
-                                          (2, 'regime = "learned_subspace"\nhistory = 3\nkernel = "cascade"\n'
-                                              'kernel_order = 3\nkernel_delay = 2.0')],
-                         ids=["pure", "semi_persistent", "learned_cascade"])
+# the pure and learned-subspace/cascade regimes: test_loop_supervised_probe.py (SIGKILL and resume)
+@pytest.mark.parametrize("delay, extra", [(2, 'regime = "semi_persistent"\nhistory = 3\ndecay = 0.7')],
+                         ids=["semi_persistent"])
 def test_resume_after_interruption_is_byte_identical(tmp_path, delay, extra):
     """Stopped after step 6 with its last checkpoint at step 4 (D windows in the FIFO), resumed to 8."""
     cfg = _toml(tmp_path, delay, extra)
     full = run_experiment(cfg, out=tmp_path / "full", figures=False)
     part = run_experiment(cfg, out=tmp_path / "part", figures=False, overrides=["task.steps=6"])
     four = run_experiment(cfg, out=tmp_path / "four", figures=False, overrides=["task.steps=4"])
-    assert len(torch.load(four / "checkpoint.pt", weights_only=False)["pending"]) == delay
+    assert len(load_checkpoint_file(four / "checkpoint.pt")["learner"]["pending"]) == delay
     (part / "checkpoint.pt").write_bytes((four / "checkpoint.pt").read_bytes())
     run_experiment(resume=part, overrides=["task.steps=8"], figures=False)
     assert (part / "metrics.csv").read_text() == (full / "metrics.csv").read_text()
@@ -86,8 +87,8 @@ def test_resume_after_interruption_is_byte_identical(tmp_path, delay, extra):
 def test_delayed_update_meets_the_probes_of_its_window(tmp_path, monkeypatch):
     """D = 3: no update during steps 0..2; the update at step 3 equals the D = 0 update of step 0
     (same inputs, same A, same probes, although the live probes at step 3 are window 3's)."""
-    cfg = load_config(_toml(tmp_path, 3))
-    init = RateNetwork(network_spec(cfg), generator=torch.Generator().manual_seed(cfg["seed"])).state_dict()
+    exp = load_experiment(_toml(tmp_path, 3))
+    init = RateNetwork(exp.model_spec, generator=torch.Generator().manual_seed(exp.seed)).state_dict()
     d3_three = _weights(run_experiment(_toml(tmp_path, 3), out=tmp_path / "d3a", overrides=["task.steps=3"],
                                        figures=False))
     assert all(torch.equal(d3_three[k], init[k]) for k in init)  # nothing credited, nothing written
@@ -111,15 +112,15 @@ def _raw(task: dict, rule: dict | None = None, sizes=(64, 16, 10)) -> dict:
             "rule": rule or {"name": "probe", "lr": 0.01}}
 
 
+# (label_delay with rule 'cet': test_loop_supervised_probe.py::test_cet_config_checks)
 @pytest.mark.parametrize("raw, words", [
-    (_raw({"name": "digits", "label_delay": -1}), ["task.label_delay", ">= 0"]),
-    (_raw({"name": "digits", "label_delay": 2.5}), ["task.label_delay", "integer"]),
-    (_raw({"name": "digits", "label_delay": 2}, {"name": "cet", "lr": 0.01}), ["task.label_delay", "rule.delay"]),
-    (_raw({"name": "CartPole-v1", "label_delay": 2}, sizes=(4, 8, 2)), ["task.label_delay", "task.reward_delay"]),
+    (_raw({"name": "digits", "label_delay": -1}), ["'task.label_delay' = -1", ">= 0"]),
+    (_raw({"name": "digits", "label_delay": 2.5}), ["'task.label_delay' = 2.5", "integer"]),
+    (_raw({"name": "CartPole-v1", "label_delay": 2}, sizes=(4, 8, 2)), ["unknown key 'task.label_delay'"]),
 ])
 def test_bad_label_delay_is_a_one_line_config_error(raw, words):
     with pytest.raises(ConfigError) as e:
-        validate(raw)
+        validate_experiment(raw)
     msg = str(e.value)
     assert "\n" not in msg
     for w in words:
@@ -127,8 +128,8 @@ def test_bad_label_delay_is_a_one_line_config_error(raw, words):
 
 
 def test_probe_is_a_supervised_rule_and_example_config_loads():
-    cfg = validate(_raw({"name": "digits", "label_delay": 4}))
-    assert cfg["kind"] == "supervised" and cfg["task"]["label_delay"] == 4
-    assert validate(_raw({"name": "digits"}))["task"]["label_delay"] == 0
-    cfg = load_config(ROOT / "experiments" / "probe_digits.toml")
-    assert cfg["rule"]["name"] == "probe" and cfg["task"]["name"] == "digits" and cfg["task"]["label_delay"] == 0
+    exp = validate_experiment(_raw({"name": "digits", "label_delay": 4}))
+    assert exp.family == "supervised" and exp.task.label_delay == 4
+    assert validate_experiment(_raw({"name": "digits"})).task.label_delay == 0
+    exp = load_experiment(ROOT / "experiments" / "probe_digits.toml")
+    assert exp.rule.name == "probe" and exp.task.name == "digits" and exp.task.label_delay == 0
