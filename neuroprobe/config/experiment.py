@@ -294,9 +294,39 @@ def validate_experiment(raw: Any, src: str = "<config>", base_dir: Path | None =
     try:
         return model.model_validate(raw, context={"base_dir": str(base_dir or Path("."))})
     except ValidationError as e:
-        raise ConfigError(validation_message(src, e, _tags())) from None
+        msg = validation_message(src, e, _tags())
+        first = e.errors(include_url=False)[0]
+        if first["type"] == "extra_forbidden":
+            msg += _unknown_key_help(tuple(first["loc"]), raw)
+        raise ConfigError(msg) from None
     except ConfigError as e:  # raised by a component while resolving (a network file's own errors)
         raise ConfigError(str(e) if str(e).startswith(src) else f"{src}: {e}") from None
+
+
+# keys that belong to another task family: where their meaning lives instead
+_MOVED = {"label_delay": "labels are delayed only on a supervised stream; RL tasks delay rewards with task.reward_delay",
+          "reward_delay": "rewards are delayed only in RL tasks; a supervised stream delays labels with task.label_delay"}
+
+
+def _unknown_key_help(loc: tuple, raw: Any) -> str:
+    """'; allowed: [...]' for an unknown key of a known section (and a hint for keys of other tasks)."""
+    from typing import get_args
+
+    sec, key = loc[0], loc[-1]
+    cls = {"modulator": ModulatorSection, "run": RunSection, "model": ModelSection, "network": NetworkSection,
+           "monitor": MonitorSection}.get(sec)
+    table = raw.get(sec) if isinstance(raw, dict) else None
+    name = table.get("name") if isinstance(table, dict) else None
+    if sec == "rule" and isinstance(name, str):
+        cls = RULE_CONFIGS.get(name)
+    elif sec == "task":
+        cls = next((t for t in TASK_CONFIGS if name in get_args(t.model_fields["name"].annotation)), None)
+    elif len(loc) == 1:
+        return f"; allowed top-level keys and tables: {sorted(experiment_model().model_fields)}"
+    if cls is None or len(loc) > 3:
+        return ""
+    hint = f" ({_MOVED[key]})" if key in _MOVED else ""
+    return f"; allowed: {sorted(cls.model_fields)}{hint}"
 
 
 def experiment_json_schema() -> dict:
