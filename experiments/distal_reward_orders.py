@@ -23,8 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from neuroprobe.experiments.rundir import read_metrics  # noqa: E402
-from neuroprobe.experiments.runner import run_experiment  # noqa: E402
+from neuroprobe.rundir import read_metrics  # noqa: E402
+from neuroprobe.runner import run_experiment  # noqa: E402
 
 CONFIG = ROOT / "experiments" / "distal_reward.toml"
 # label: overrides

@@ -2,3 +2,7 @@
 :func:`~neuroprobe.config.register_rule`) and the agent/learner adapters their ``build`` assembles.
 Importing this package registers every shipped rule."""
 from . import rate_rl  # noqa: F401
+from . import cet  # noqa: F401
+from . import probe  # noqa: F401
+from . import rstdp  # noqa: F401
+from . import spiking_nrl  # noqa: F401
