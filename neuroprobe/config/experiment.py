@@ -115,6 +115,7 @@ class ExperimentBase(StrictModel):
 
             self._spiking_spec = _read_network(load_spiking_spec, path, "network.file", self.network.file)
             self.network = NetworkSection(file=str(path.resolve()))
+            _check_monitor(self.monitor, self._spiking_spec, self.seeds)
         if getattr(task, "label_delay", 0) and rule.name != "probe":
             raise ValueError(f"'task.label_delay' = {task.label_delay} applies only to rule 'probe' on a supervised "
                              f"task; CET's credit delay is rule.delay")
@@ -162,6 +163,30 @@ def _find(name: str, base_dir: Path, key: str) -> Path:
     if not p.is_file():
         raise ValueError(f"'{key}' = {name!r}: file not found")
     return p
+
+
+def _check_monitor(mon: MonitorSection, spec, seeds: int) -> None:
+    """[monitor] entries name populations (state variables also projections 'pre->post') of the
+    spiking network, their indices are neurons of it and their batch_index a trial of the run."""
+    size = {p.name: p.size for p in spec.populations}
+    projections = [pr.name for pr in spec.projections]
+    for kind in ("spikes", "rate", "state"):
+        for i, entry in enumerate(getattr(mon, kind)):
+            pop = entry if isinstance(entry, str) else entry.population
+            key = f"monitor.{kind}[{i}]" + ("" if isinstance(entry, str) else ".population")
+            allowed = list(size) + (projections if kind == "state" else [])
+            if pop not in allowed:
+                what = "population or projection" if kind == "state" else "population"
+                raise ValueError(f"'{key}' = {pop!r}: not a {what} of the network; allowed: {allowed}")
+            if isinstance(entry, str):
+                continue
+            if entry.batch_index >= seeds:
+                raise ValueError(f"'monitor.{kind}[{i}].batch_index' = {entry.batch_index}: the run has {seeds} "
+                                 f"trial(s) (seeds)")
+            indices = getattr(entry, "indices", None)
+            if indices and pop in size and max(indices) >= size[pop]:
+                raise ValueError(f"'monitor.{kind}[{i}].indices' = {max(indices)}: population {pop!r} has "
+                                 f"{size[pop]} neurons (indices 0 .. {size[pop] - 1})")
 
 
 def _read_network(loader, path: Path, key: str, name: str):
@@ -339,21 +364,9 @@ def experiment_json_schema() -> dict:
 
 # ---------------------------------------------------------------------------------- files and overrides
 def read_config_file(path: Path) -> dict:
-    if not path.is_file():
-        raise ConfigError(f"config file {str(path)!r} not found" if not path.exists()
-                          else f"config file {str(path)!r} is not a file")
-    try:
-        text = path.read_bytes().decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise ConfigError(f"{path}: not UTF-8 text (byte {e.start}); config files are TOML in UTF-8") from None
-    except OSError as e:
-        raise ConfigError(f"{path}: cannot be read ({e.strerror})") from None
-    try:
-        return tomllib.loads(text)
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError(f"{path}: not valid TOML: {e}") from None
-    except RecursionError:
-        raise ConfigError(f"{path}: nested too deeply") from None
+    from ..tomlio import read_toml
+
+    return read_toml(path, "config file")
 
 
 def parse_value(text: str) -> Any:

@@ -20,11 +20,12 @@ from ..config.base import Finite, StrictInt
 from ..config.rules import RuleConfig, register_rule
 from ..loop import BuildContext, RunParts, Transition
 from ..rate_monitors import rate_monitors
+from .base import ModuleAgent, RuleLearner
 
 __all__ = ["CETConfig", "CETAgent", "CETLearner", "build_cet", "held_out_accuracy", "make_stream"]
 
 
-class CETAgent:
+class CETAgent(ModuleAgent):
     """The network of a CET run; ``act`` hands the step's inputs (on the network's device and dtype)
     to the learner, which runs the network with the labels (its credit needs them)."""
 
@@ -35,23 +36,8 @@ class CETAgent:
     def act(self, obs):
         return torch.as_tensor(obs).to(device=self.device, dtype=self.dtype)
 
-    def parameters(self):
-        return self.net.parameters()
 
-    def named_parameters(self):
-        return self.net.named_parameters()
-
-    def constrain(self) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return {"net": self.net.state_dict()}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.net.load_state_dict(s["net"])
-
-
-class CETLearner:
+class CETLearner(RuleLearner):
     """``rule.step(x, y)`` every step (writes ``.grad``); ``last`` holds the step's loss, accuracy and
     per-layer alignment for the reporter."""
 
@@ -64,15 +50,6 @@ class CETLearner:
         self.last = {"loss": stats["loss"], "accuracy": stats["accuracy"],
                      "alignment": dict(self.rule.last_alignment)}
         return True
-
-    def end_step(self) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return self.rule.state_dict()
-
-    def load_state_dict(self, s: dict) -> None:
-        self.rule.load_state_dict(s)
 
 
 def held_out_accuracy(net, x_test: torch.Tensor, y_test: torch.Tensor) -> float:

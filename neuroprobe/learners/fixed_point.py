@@ -32,6 +32,7 @@ from torch import Tensor
 from ..io.state import restore_like
 from ..loop import Callback, Loop, RunParts, Transition
 from ..rundir import RunDir
+from .base import ModuleAgent, NullLearner, RuleLearner
 
 __all__ = ["GivenInputs", "NetworkAgent", "NullLearner", "FixedRSTDPLearner", "FloatRSTDPLearner",
            "DistalReporter", "SpikeCountReporter", "Agreement", "fixed_distal_parts", "float_distal_parts",
@@ -102,7 +103,7 @@ class GivenInputs:
 
 
 # ---------------------------------------------------------------------------------- agent
-class NetworkAgent:
+class NetworkAgent(ModuleAgent):
     """A network stepped on the task's inputs, one trial; ``plastic``: float projections whose
     weights a learner changes (clamped to their bounds after each update)."""
 
@@ -119,12 +120,6 @@ class NetworkAgent:
     def voltage(self, name: str) -> Tensor:
         """(N,) membrane potential of trial 0 in the float model's voltage units."""
         return self.net.voltage(self.state, name)[0] if self.fixed else self.state["lif"][name].v[0]
-
-    def parameters(self):
-        return self.net.parameters()
-
-    def named_parameters(self):
-        return self.net.named_parameters()
 
     def constrain(self) -> None:
         with torch.no_grad():
@@ -146,23 +141,7 @@ class NetworkAgent:
 
 
 # ---------------------------------------------------------------------------------- learners
-class NullLearner:
-    """Learns nothing (a frozen network)."""
-
-    def learn(self, tr: Transition) -> bool:
-        return False
-
-    def end_step(self) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, s: dict) -> None:
-        pass
-
-
-class FixedRSTDPLearner:
+class FixedRSTDPLearner(RuleLearner):
     """The integer cascade R-STDP on chip: ``rule.step(pre spikes, post spikes, dopamine)`` every
     step; the weights change in place (no ``.grad``, no optimizer)."""
 
@@ -174,9 +153,6 @@ class FixedRSTDPLearner:
         self.rule.step(z[self.pre], z[self.post], tr.reward)
         return False
 
-    def end_step(self) -> None:
-        pass
-
     def state_dict(self) -> dict:
         r = self.rule
         return {"x": r.x.clone(), "y": r.y.clone(), "e": r.e.clone(), "w_acc": r.w_acc.clone()}
@@ -187,7 +163,7 @@ class FixedRSTDPLearner:
         r.proj.w_mant = r.w_acc >> r.p.frac_bits
 
 
-class FloatRSTDPLearner:
+class FloatRSTDPLearner(RuleLearner):
     """The float ``CascadeRSTDP``: eligibility every step; at steps with dopamine d ≠ 0,
     ``.grad = −(d · unit) · e`` (``unit``: float dopamine per unit of the task's reward), applied by
     the optimizer (SGD: ``w −= lr · grad``)."""
@@ -204,15 +180,6 @@ class FloatRSTDPLearner:
                 return False
             self.rule.reinforce(d.double() * self.unit)
         return True
-
-    def end_step(self) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return self.rule.state_dict()
-
-    def load_state_dict(self, s: dict) -> None:
-        self.rule.load_state_dict(s)
 
 
 # ---------------------------------------------------------------------------------- reporters

@@ -35,29 +35,19 @@ from ..config.base import Finite, NonNegFloat, PosFloat, Size, StrictBool, Stric
 from ..config.rules import RuleConfig, register_rule
 from ..loop import BuildContext, RunParts, Transition
 from ..rate_monitors import rate_monitors
+from .base import ModuleAgent, RuleLearner
 
 __all__ = ["ProbeConfig", "ProbeWindowAgent", "ProbeWindowLearner", "ProbeStreamAgent", "ProbeStreamLearner",
            "build_probe_rl", "build_probe_supervised", "branch_log_probs", "branch_outcomes", "unperturbed"]
 
 
 # ---------------------------------------------------------------------------------- RL: episode windows
-class _NetAgent:
-    def parameters(self):
-        return self.rule.net.parameters()
-
-    def named_parameters(self):
-        return self.rule.net.named_parameters()
-
-    def constrain(self) -> None:
-        pass
-
-
-class ProbeWindowAgent(_NetAgent):
+class ProbeWindowAgent(ModuleAgent):
     """Branch actions of a window: its assignment A (drawn at the window's first step) and common
     uniform inverse-CDF sampling (one uniform per step from the run's generator)."""
 
     def __init__(self, rule, generator: torch.Generator):
-        self.rule, self.generator = rule, generator
+        self.rule, self.net, self.generator = rule, rule.net, generator
         self.dtype = rule.net.layers[0].weight.dtype
         self.assignment: Tensor | None = None   # the current (or just finished) window's A (B, M)
         self.new_window = True                   # the next act starts a window (draws A)
@@ -76,15 +66,15 @@ class ProbeWindowAgent(_NetAgent):
         self.new_window = True
 
     def state_dict(self) -> dict:
-        return {"net": self.rule.net.state_dict(), "assignment": self.assignment, "new_window": self.new_window}
+        return {**super().state_dict(), "assignment": self.assignment, "new_window": self.new_window}
 
     def load_state_dict(self, s: dict) -> None:
-        self.rule.net.load_state_dict(s["net"])
+        super().load_state_dict(s)
         self.assignment = None if s["assignment"] is None else s["assignment"].clone()
         self.new_window = bool(s["new_window"])
 
 
-class ProbeWindowLearner:
+class ProbeWindowLearner(RuleLearner):
     """At a window's end: ``rule.update(returns, A)`` (writes ``.grad``); after the optimizer step,
     ``rule.end_window()`` (probe bookkeeping, new probes)."""
 
@@ -104,12 +94,6 @@ class ProbeWindowLearner:
             self.rule.end_window()
             self.agent.end_window()
             self.ended = False
-
-    def state_dict(self) -> dict:
-        return self.rule.state_dict()
-
-    def load_state_dict(self, s: dict) -> None:
-        self.rule.load_state_dict(s)
 
 
 def build_probe_rl(exp, ctx: BuildContext) -> RunParts:
@@ -166,12 +150,12 @@ def unperturbed(values: Tensor, assignment: Tensor) -> float:
     return float(values[null].mean() if bool(null.any()) else values.mean())
 
 
-class ProbeStreamAgent(_NetAgent):
+class ProbeStreamAgent(ModuleAgent):
     """Each step: the window's A and every branch's log-probabilities on the step's inputs; the
     action is ``(logp (B, S, C), A (B, M))``."""
 
     def __init__(self, rule, generator: torch.Generator):
-        self.rule, self.generator = rule, generator
+        self.rule, self.net, self.generator = rule, rule.net, generator
         w = rule.net.layers[0].weight
         self.dtype, self.device = w.dtype, w.device
 
@@ -180,14 +164,8 @@ class ProbeStreamAgent(_NetAgent):
         x = torch.as_tensor(obs).to(device=self.device, dtype=self.dtype)
         return branch_log_probs(self.rule, x, A, self.generator), A
 
-    def state_dict(self) -> dict:
-        return {"net": self.rule.net.state_dict()}
 
-    def load_state_dict(self, s: dict) -> None:
-        self.rule.net.load_state_dict(s["net"])
-
-
-class ProbeStreamLearner:
+class ProbeStreamLearner(RuleLearner):
     """The FIFO of windows whose labels have not arrived (oldest first, at most D + 1), credited when
     they do; ``last`` holds the credited window's null-branch loss and accuracy (None if none was)."""
 

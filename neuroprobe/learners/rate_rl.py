@@ -17,6 +17,7 @@ from pydantic import Field
 from ..config.base import PosFloat, StrictBool, StrictInt
 from ..config.rules import RuleConfig, register_rule
 from ..loop import BuildContext, RunParts, Transition
+from .base import ModuleAgent, RuleLearner
 
 __all__ = ["NRLConfig", "RMHLConfig", "WPConfig", "FGConfig", "BPConfig", "RuleAgent", "RewardLearner",
            "build_rate_rl"]
@@ -24,7 +25,7 @@ __all__ = ["NRLConfig", "RMHLConfig", "WPConfig", "FGConfig", "BPConfig", "RuleA
 Passes = Annotated[StrictInt, Field(ge=1, le=4096)]
 
 
-class RuleAgent:
+class RuleAgent(ModuleAgent):
     """Agent of a rate rule: ``rule.act`` does the (clean and noisy) passes and samples actions."""
 
     def __init__(self, rule, device: torch.device):
@@ -35,23 +36,8 @@ class RuleAgent:
         a = self.rule.act(torch.as_tensor(obs, dtype=torch.float32, device=self.device))
         return a.cpu().numpy()
 
-    def parameters(self):
-        return self.net.parameters()
 
-    def named_parameters(self):
-        return self.net.named_parameters()
-
-    def constrain(self) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return {"net": self.net.state_dict()}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.net.load_state_dict(s["net"])
-
-
-class RewardLearner:
+class RewardLearner(RuleLearner):
     """δ-gated update of a :class:`~neuroprobe.rules.base.RewardModulatedRule`.
 
     ``every_step``: reinforced by each step's reward (copies within budget); otherwise by the
@@ -71,15 +57,6 @@ class RewardLearner:
             return False
         self.rule.reinforce(torch.as_tensor(tr.info["return"]), active & torch.as_tensor(done))
         return True
-
-    def end_step(self) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return self.rule.state_dict()
-
-    def load_state_dict(self, s: dict) -> None:
-        self.rule.load_state_dict(s)
 
 
 def build_rate_rl(exp, ctx: BuildContext, make_rule: Callable) -> RunParts:

@@ -39,8 +39,9 @@ from ..config.base import NonNegFloat, PosFloat, StrictInt
 from ..config.rules import RuleConfig, register_rule
 from ..errors import ConfigError, NonFiniteError
 from ..loop import BuildContext, RunParts, Transition
+from .base import ModuleAgent, NullLearner, RuleLearner
 
-__all__ = ["RSTDPConfig", "SpikingNetAgent", "RSTDPLearner", "Brian2DistalAgent", "NoLearner", "build_distal",
+__all__ = ["RSTDPConfig", "SpikingNetAgent", "RSTDPLearner", "Brian2DistalAgent", "build_distal",
            "build_distal_torch", "build_distal_brian2", "step_generator", "tree_to",
            "N_SAMPLE"]
 
@@ -57,7 +58,7 @@ def step_generator(ctx_generator: torch.Generator, device: torch.device, seed: i
     return torch.Generator(device=device).manual_seed(int(seed))
 
 
-class SpikingNetAgent:
+class SpikingNetAgent(ModuleAgent):
     """A :class:`~neuroprobe.spiking.SpikingNetwork` and its state; ``act`` is one network step.
 
     ``plastic``: the projections the learner changes (the NaN guard watches their weights;
@@ -86,7 +87,7 @@ class SpikingNetAgent:
                 p.clamp_()
 
     def state_dict(self) -> dict:
-        s = {"net": self.net.state_dict(), "state": self.state}
+        s = {**super().state_dict(), "state": self.state}
         if self.generator.device.type != "cpu":  # the CPU generator is the run's (checkpointed by the loop)
             s["generator"] = self.generator.get_state()
         return s
@@ -94,7 +95,7 @@ class SpikingNetAgent:
     def load_state_dict(self, s: dict) -> None:
         from ..io.state import restore_like
 
-        self.net.load_state_dict(s["net"])
+        super().load_state_dict(s)
         dev = self.net.device
         state = restore_like(self.net.init_state(self.B), s["state"], path="agent.state")
         state["noise"] = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in state["noise"].items()}
@@ -114,7 +115,7 @@ def tree_to(obj, device: torch.device):
     return obj
 
 
-class RSTDPLearner:
+class RSTDPLearner(RuleLearner):
     """:class:`~neuroprobe.rules.rstdp.CascadeRSTDP` on the step's spikes; reinforced where d ≠ 0."""
 
     def __init__(self, rule, pre: str, post: str):
@@ -129,30 +130,8 @@ class RSTDPLearner:
             return True
         return False
 
-    def end_step(self) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return self.rule.state_dict()
-
     def load_state_dict(self, s: dict) -> None:
         self.rule.load_state_dict(tree_to(s, self.rule.projection.weight.device))
-
-
-class NoLearner:
-    """Learning happens inside the agent (Brian2's synapses): nothing to do in the loop."""
-
-    def learn(self, tr: Transition) -> bool:
-        return False
-
-    def end_step(self) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return {}
-
-    def load_state_dict(self, s: dict) -> None:
-        pass
 
 
 # ------------------------------------------------------------------------------------------ build
@@ -384,7 +363,7 @@ def build_distal_brian2(exp, ctx: BuildContext) -> RunParts:
     B, sch = exp.seeds, exp.schedule
     task = TrialChunks(B, sch.total, sch.report_every)
     agent = Brian2DistalAgent(exp, net, proj, rewarded, sample, task)
-    return RunParts(agent=agent, learner=NoLearner(), task=task, reporter=Brian2DistalReporter(exp.spiking_spec, task, B),
+    return RunParts(agent=agent, learner=NullLearner(), task=task, reporter=Brian2DistalReporter(exp.spiking_spec, task, B),
                     optimizer=None, description=f"R-STDP n={exp.rule.order} · distal reward · Brian2 · {B} trials",
                     unit="step", callbacks=[RecordingsCallback(agent.recordings)], hint="lower rule.lr",
                     summary=distal_summary)

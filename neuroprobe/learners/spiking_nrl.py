@@ -20,6 +20,7 @@ import torch
 
 from ..config.rules import RuleConfig, register_rule
 from ..loop import BuildContext, RunParts, Transition
+from .base import RuleLearner
 from .rstdp import SpikingNetAgent, step_generator, tree_to
 
 __all__ = ["SpikingNRLConfig", "SpikingPolicyAgent", "SpikingNRLLearner", "OBS_LOW", "OBS_HIGH"]
@@ -64,7 +65,7 @@ class SpikingPolicyAgent(SpikingNetAgent):
         return (counts + 1e-3 * v_out).argmax(-1).cpu().numpy()
 
 
-class SpikingNRLLearner:
+class SpikingNRLLearner(RuleLearner):
     """Eligibility ξ·z_pre grown per network step (:meth:`substep`, called by the agent) for the trials
     still within their budget; at episode ends δ = RPE(return) gates it into ``.grad``."""
 
@@ -90,12 +91,6 @@ class SpikingNRLLearner:
     def _rpe_to(self, device: torch.device) -> None:
         rpe = self.rule.rpe
         rpe.baseline, rpe.seen, rpe.var = rpe.baseline.to(device), rpe.seen.to(device), rpe.var.to(device)
-
-    def end_step(self) -> None:
-        pass
-
-    def state_dict(self) -> dict:
-        return self.rule.state_dict()
 
     def load_state_dict(self, s: dict) -> None:
         self.rule.load_state_dict(tree_to(s, self.device))
