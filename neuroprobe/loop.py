@@ -29,7 +29,7 @@ from typing import Any, Callable, Iterable, Protocol, runtime_checkable
 import torch
 from tqdm.auto import tqdm
 
-from .errors import NonFiniteError
+from .errors import NeuroprobeError, NonFiniteError
 from .rundir import RunDir
 
 __all__ = ["Agent", "Learner", "Task", "Reporter", "Callback", "Transition", "RunParts", "BuildContext", "Loop",
@@ -125,6 +125,11 @@ class RunParts:
     summary: Callable[[dict], dict] | None = None       # metrics columns -> summary.json
 
 
+def _first_line(e: BaseException) -> str:
+    text = str(e).splitlines()[0][:160] if str(e) else ""
+    return f"{type(e).__name__}: {text}" if text else type(e).__name__
+
+
 def check_finite(params: Iterable[tuple[str, torch.Tensor]]) -> str | None:
     """Name of the first parameter holding NaN/Inf, else None."""
     for name, p in params:
@@ -183,6 +188,7 @@ class Loop:
 
     def checkpoint(self) -> None:
         self.run.save_checkpoint(self.state_dict())
+        self._unverified = False
         self.last_checkpoint = self.parts.reporter.schedule_count()
         self.checkpointed_at = self.parts.reporter.where()
 
@@ -209,56 +215,83 @@ class Loop:
     # ------------------------------------------------------------------ the loop
     def run_loop(self, resume_state: dict | None) -> None:
         p = self.parts
+        self._unverified = resume_state is not None  # until a checkpoint is written after resuming
         self.obs, _ = p.task.reset(self.seed)
-        if resume_state is not None:
-            self.load_state_dict(resume_state)
-        self.metrics = self.run.open_metrics(p.reporter.columns, p.reporter.key,
-                                             resume_state["metrics"] if resume_state is not None else None)
+        if resume_state is None:
+            self.metrics = self.run.open_metrics(p.reporter.columns, p.reporter.key, None)
+        else:
+            # a checkpoint that passed its checksum but does not fit this run's parts (crafted, or
+            # written by another version) is refused with one line before anything is written
+            refused = f"checkpoint {str(self.run.checkpoint_path)!r} refused: its state does not fit this run"
+            bad = (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, OverflowError)
+            try:
+                self.load_state_dict(resume_state)
+                position = resume_state["metrics"]
+            except NeuroprobeError as e:  # a component's own check (one line)
+                raise NeuroprobeError(f"{refused} ({' '.join(str(e).split())[:200]})") from None
+            except bad as e:
+                raise NeuroprobeError(f"{refused} ({_first_line(e)})") from None
+            try:
+                self.metrics = self.run.open_metrics(p.reporter.columns, p.reporter.key, position)
+            except bad as e:  # a malformed metrics position (the file's own refusals name the file)
+                raise NeuroprobeError(f"{refused} (metrics position: {_first_line(e)})") from None
         for cb in p.callbacks:
             cb.on_start(self)
         done, total = p.reporter.progress()
         bar = tqdm(total=total, initial=min(done, total), unit=p.unit, desc=p.description, dynamic_ncols=True,
                    disable=not self.show_progress, unit_scale=p.unit == "step")
-        last_postfix = time.monotonic()
         try:
-            while not p.task.finished():
-                obs = self.obs
-                try:
-                    action = p.agent.act(obs)
-                    nxt, r, term, trunc, info = p.task.step(action)
-                    tr = Transition(obs, action, nxt, r, term, trunc, info)
-                    if p.learner.learn(tr):
-                        if p.optimizer is not None:
-                            p.optimizer.step()
-                        p.agent.constrain()
-                        tr.updated = True
-                        self._guard()
-                    p.learner.end_step()
-                except NonFiniteError as e:
-                    if "stopped;" in str(e):
-                        raise
-                    raise self._stop(str(e)) from None
-                self.obs = nxt
-                self.steps += 1
-                for row in p.reporter.rows(tr):
-                    self.metrics.write(row)
-                for cb in p.callbacks:
-                    cb.on_step(self, tr)
-                d, _ = p.reporter.progress()
-                if d != bar.n:
-                    bar.update(d - bar.n)
-                    now = time.monotonic()
-                    if now - last_postfix > 0.5:
-                        bar.set_postfix_str(p.reporter.postfix(), refresh=False)
-                        last_postfix = now
-                count = p.reporter.schedule_count()
-                if count // self.checkpoint_every > self.last_checkpoint // self.checkpoint_every \
-                        and not p.task.finished():
-                    self.checkpoint()
-            bar.set_postfix_str(p.reporter.postfix(), refresh=False)
-            self.checkpoint()
+            try:
+                self._run_steps(bar)
+            except Exception as e:
+                # a checkpoint that loaded but breaks the first steps after resuming (a crafted or
+                # foreign state of the right structure) is refused with one line, not a traceback
+                if not self._unverified or isinstance(e, NeuroprobeError):
+                    raise
+                raise NeuroprobeError(f"checkpoint {str(self.run.checkpoint_path)!r} refused: the run fails right "
+                                      f"after resuming from it ({_first_line(e)})") from None
             for cb in p.callbacks:
                 cb.on_end(self)
         finally:
             bar.close()
             self.metrics.close()
+
+    def _run_steps(self, bar) -> None:
+        p = self.parts
+        last_postfix = time.monotonic()
+        while not p.task.finished():
+            obs = self.obs
+            try:
+                action = p.agent.act(obs)
+                nxt, r, term, trunc, info = p.task.step(action)
+                tr = Transition(obs, action, nxt, r, term, trunc, info)
+                if p.learner.learn(tr):
+                    if p.optimizer is not None:
+                        p.optimizer.step()
+                    p.agent.constrain()
+                    tr.updated = True
+                    self._guard()
+                p.learner.end_step()
+            except NonFiniteError as e:
+                if "stopped;" in str(e):
+                    raise
+                raise self._stop(str(e)) from None
+            self.obs = nxt
+            self.steps += 1
+            for row in p.reporter.rows(tr):
+                self.metrics.write(row)
+            for cb in p.callbacks:
+                cb.on_step(self, tr)
+            d, _ = p.reporter.progress()
+            if d != bar.n:
+                bar.update(d - bar.n)
+                now = time.monotonic()
+                if now - last_postfix > 0.5:
+                    bar.set_postfix_str(p.reporter.postfix(), refresh=False)
+                    last_postfix = now
+            count = p.reporter.schedule_count()
+            if count // self.checkpoint_every > self.last_checkpoint // self.checkpoint_every \
+                    and not p.task.finished():
+                self.checkpoint()
+        bar.set_postfix_str(p.reporter.postfix(), refresh=False)
+        self.checkpoint()

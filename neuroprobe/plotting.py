@@ -11,6 +11,7 @@ Spiking recordings (see :mod:`neuroprobe.monitors` for the file layout): :func:`
 """
 from __future__ import annotations
 
+import math
 import tomllib
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -53,6 +54,7 @@ def plot_run(run_dir: str | Path, formats: tuple[str, ...] = ("png",)) -> list[P
     if has_metrics:
         m = read_metrics(run_dir / "metrics.csv")
         if m and next(iter(m.values())):
+            _check_metrics(run_dir / "metrics.csv", m)
             paths += _plot_learning_curve(run_dir, m, formats)
         elif not has_recordings:
             raise NeuroprobeError(f"{str(run_dir / 'metrics.csv')!r} has no rows yet")
@@ -61,11 +63,60 @@ def plot_run(run_dir: str | Path, formats: tuple[str, ...] = ("png",)) -> list[P
     return paths
 
 
+# the metrics layouts plot_run draws: the column that identifies it, and the columns it plots
+_LAYOUTS = (("w_rewarded", ("time", "seed", "w_rewarded", "w_p99", "w_mean")),
+            ("return", ("episode", "seed", "return")),
+            ("accuracy", ("step", "accuracy", "train_accuracy")))
+
+
+def _check_metrics(path: Path, m: dict) -> None:
+    """A known layout whose plotted columns hold numbers; else one ConfigError line naming the file."""
+    for tag, need in _LAYOUTS:
+        if tag in m:
+            break
+    else:
+        raise ConfigError(f"{str(path)!r}: columns {list(m)} are not a metrics layout neuroprobe plots (one with "
+                          f"{' / '.join(t for t, _ in _LAYOUTS)})")
+    missing = [c for c in need if c not in m]
+    if missing:
+        raise ConfigError(f"{str(path)!r}: column {tag!r} without {missing}")
+    for c in need:
+        for i, v in enumerate(m[c]):
+            if not isinstance(v, float) or (c == "seed" and not math.isfinite(v)):
+                raise ConfigError(f"{str(path)!r}: row {i + 2}, column {c!r} = {v!r} is not a "
+                                  f"{'finite ' if c == 'seed' else ''}number")
+
+
+def _run_config(run_dir: Path) -> dict:
+    """The run's config.toml as a dict ({} when absent); one ConfigError line if unreadable."""
+    path = run_dir / "config.toml"
+    if not path.is_file():
+        return {}
+    try:
+        return tomllib.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{str(path)!r}: not UTF-8 text (byte {e.start})") from None
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{str(path)!r}: not valid TOML: {e}") from None
+    except RecursionError:
+        raise ConfigError(f"{str(path)!r}: nested too deeply") from None
+    except OSError as e:
+        raise ConfigError(f"{str(path)!r}: cannot be read ({e.strerror})") from None
+
+
+def _table(cfg: dict, key: str) -> dict:
+    v = cfg.get(key, {})
+    return v if isinstance(v, dict) else {}
+
+
 def _plot_learning_curve(run_dir: Path, m: dict, formats: tuple[str, ...]) -> list[Path]:
-    cfg = tomllib.loads((run_dir / "config.toml").read_text()) if (run_dir / "config.toml").is_file() else {}
-    window = cfg.get("run", {}).get("rolling", 50)
-    rule = cfg.get("rule", {})
-    title = f"{cfg.get('name', run_dir.name)} · {rule.get('name', '?').upper()} · {cfg.get('task', {}).get('name', '?')}"
+    cfg = _run_config(run_dir)
+    window = _table(cfg, "run").get("rolling", 50)
+    if isinstance(window, bool) or not isinstance(window, int) or not 1 <= window <= 10**9:
+        raise ConfigError(f"{str(run_dir / 'config.toml')!r}: 'run.rolling' = {window!r}: must be an integer >= 1")
+    rule = _table(cfg, "rule")
+    title = (f"{cfg.get('name', run_dir.name)} · {str(rule.get('name', '?')).upper()} · "
+             f"{_table(cfg, 'task').get('name', '?')}")
     if rule.get("name") == "cet":  # the setting is what distinguishes CET runs
         title += f" · {rule.get('trace')} n={rule.get('order')} D={rule.get('delay')} lr={rule.get('lr')}"
     if rule.get("name") == "rstdp":
@@ -376,6 +427,68 @@ def plot_traces(rec: Recordings, projection: str, highlight: Sequence[int] | Non
                           f"{variable.capitalize()} traces · {projection}")
 
 
+def _check_recordings(path: Path, rec: Recordings) -> None:
+    """The layout of :mod:`neuroprobe.monitors` (shapes, numbers, finite times); else one ConfigError
+    line naming the file and the entry."""
+    def bad(key: str, what: str) -> ConfigError:
+        a = np.asarray(rec[key])
+        return ConfigError(f"{str(path)!r}: {key!r} (shape {a.shape}, {a.dtype}) {what}")
+
+    def numeric(key: str) -> np.ndarray:
+        a = np.asarray(rec[key])
+        if not (np.issubdtype(a.dtype, np.number) or a.dtype == bool):
+            raise bad(key, "must hold numbers")
+        return a
+
+    def positive_scalar(key: str, limit: float = 1e9) -> float:
+        a = numeric(key)
+        if a.size != 1 or not (np.isfinite(a).all() and 0 < float(a.reshape(-1)[0]) <= limit):
+            raise bad(key, f"must be one finite number in (0, {limit:g}]")
+        return float(a.reshape(-1)[0])
+
+    dt = positive_scalar("meta/dt", 1e3)
+    for key in rec:
+        ns, slash, rest = key.partition("/")
+        if slash and (not ns or not rest):
+            raise ConfigError(f"{str(path)!r}: entry {key!r} is not '<kind>/<name>' (e.g. 'spikes/exc')")
+    data = [k for k in rec if k.partition("/")[2] and k.partition("/")[0] not in ("meta", "time", "indices")]
+    for key in data:
+        a = numeric(key)
+        if key.startswith("rate/"):
+            if a.ndim != 1:
+                raise bad(key, "must be 1-D (one value per bin)")
+        elif a.ndim != 2:
+            raise bad(key, "must be 2-D (one row per recorded step, one column per neuron or synapse)")
+    for key in rec:
+        ns, _, rest = key.partition("/")
+        if ns not in ("time", "indices") or not rest:
+            continue
+        a = numeric(key)
+        if a.ndim != 1:
+            raise bad(key, "must be 1-D")
+        if ns == "time" and not np.isfinite(a).all():
+            raise bad(key, "must hold finite times")
+        if ns == "indices" and not np.issubdtype(a.dtype, np.integer):
+            raise bad(key, "must hold integers")
+        of = np.asarray(rec[rest]) if rest in data else None
+        if of is not None and ((ns == "time" and len(a) != len(of)) or
+                               (ns == "indices" and of.ndim == 2 and len(a) != of.shape[1])):
+            raise bad(key, f"does not match {rest!r} (shape {of.shape})")
+    for key in rec:
+        if key.startswith(("meta/v_th/", "meta/highlight/")):
+            a = numeric(key)
+            if key.startswith("meta/v_th/") and (a.size != 1 or not np.isfinite(a).all()):
+                raise bad(key, "must be one finite number")
+            if key.startswith("meta/highlight/") and not np.issubdtype(a.dtype, np.integer):
+                raise bad(key, "must hold integers")
+    if "meta/kernel/delay_s" in rec:
+        positive_scalar("meta/kernel/delay_s", 1e4 * dt)
+        if "meta/kernel/orders" in rec:
+            a = numeric("meta/kernel/orders")
+            if not np.issubdtype(a.dtype, np.integer) or a.size > 16 or ((a < 1) | (a > 64)).any():
+                raise bad("meta/kernel/orders", "must hold at most 16 integers in 1 .. 64")
+
+
 def _stacked(n: int, height: float = 3.0) -> tuple[Figure, list[Axes]]:
     fig, axes = plt.subplots(n, 1, figsize=(8, height * n), squeeze=False)
     return fig, list(axes[:, 0])
@@ -395,6 +508,7 @@ def plot_recordings(run_dir: str | Path, formats: Sequence[str] = ("png", "pdf")
     rec_path = path if path.suffix == ".npz" else path / "recordings.npz"
     out_dir = rec_path.parent
     rec = load_recordings(rec_path)
+    _check_recordings(rec_path, rec)
     name = out_dir.name
     paths: list[Path] = []
     variables = _variables(rec)

@@ -35,6 +35,8 @@ import io
 import json
 import os
 import socket
+import stat
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -54,17 +56,18 @@ LOCK_NAME = ".lock"
 CHECKPOINT_FORMAT = "neuroprobe-checkpoint-1"
 
 
-def check_out_name(out: str) -> Path:
-    """``--out`` as a path; refuses '', names with '..' components, and existing non-directories."""
+def check_out_name(out: str, flag: str = "--out") -> Path:
+    """``--out`` (or ``--resume``, named by ``flag``) as a path; refuses '', names with '..'
+    components, and existing non-directories."""
     if not isinstance(out, str) or not out.strip():
-        raise ConfigError("--out '': give a directory name, e.g. --out runs/my_run")
+        raise ConfigError(f"{flag} '': give a directory name, e.g. {flag} runs/my_run")
+    if "\x00" in out:
+        raise ConfigError(f"{flag} {out!r}: contains a NUL byte")
     p = Path(out)
     if ".." in p.parts:
-        raise ConfigError(f"--out {out!r}: '..' is not allowed in run directory names")
-    if "\x00" in out:
-        raise ConfigError(f"--out {out!r}: contains a NUL byte")
+        raise ConfigError(f"{flag} {out!r}: '..' is not allowed in run directory names")
     if p.exists() and not p.is_dir():
-        raise ConfigError(f"--out {out!r}: exists and is not a directory")
+        raise ConfigError(f"{flag} {out!r}: exists and is not a directory")
     return p
 
 
@@ -88,7 +91,13 @@ class RunDir:
             raise ConfigError(f"run directory {str(self.path)!r} exists and is not a directory") from None
         except OSError as e:
             raise ConfigError(f"run directory {str(self.path)!r} cannot be created ({e.strerror})") from None
-        fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fd = os.open(self.path / LOCK_NAME, os.O_RDWR | os.O_CREAT | os.O_NONBLOCK, 0o644)
+        except OSError as e:
+            raise ConfigError(f"run directory {str(self.path)!r}: cannot open {LOCK_NAME} ({e.strerror})") from None
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise ConfigError(f"run directory {str(self.path)!r}: {LOCK_NAME} is not a regular file; remove it")
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
@@ -114,8 +123,12 @@ class RunDir:
 
     def append_history(self, entry: dict) -> None:
         """One ``[[change]]`` table in config_history.toml (kept, never rewritten)."""
-        with open(self.path / HISTORY_NAME, "a") as f:
-            f.write(tomli_w.dumps({"change": [entry]}))
+        path = self.path / HISTORY_NAME
+        # an array of tables: each append is a whole [[change]] table, so the file stays valid TOML
+        # (tomli_w would write ``change = [...]``, which a second append would redefine)
+        sep = "\n" if path.exists() and path.stat().st_size else ""
+        with open(path, "a") as f:
+            f.write(f"{sep}[[change]]\n{tomli_w.dumps(entry)}")
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, state: dict) -> None:
@@ -131,7 +144,7 @@ class RunDir:
     def load_checkpoint(self) -> dict | None:
         """The checkpoint's state, or None if there is none; one-line NeuroprobeError if it is refused."""
         path = self.checkpoint_path
-        if not path.exists():
+        if not path.exists() and not path.is_symlink():
             return None
         return load_checkpoint_file(path)
 
@@ -143,13 +156,14 @@ class RunDir:
 def load_checkpoint_file(path: Path) -> dict:
     """Read a checkpoint written by :meth:`RunDir.save_checkpoint` (weights_only, checksum verified)."""
     what = f"checkpoint {str(path)!r}"
+    if not path.is_file():  # a FIFO or device would block the read forever
+        raise NeuroprobeError(f"{what} refused: not a regular file")
     try:
-        outer = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns (on stderr) about foreign pickle protocols
+            warnings.simplefilter("ignore")
+            outer = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # a pickle of live objects, a torn or foreign file
-        reason = str(e).splitlines()[0][:160] if str(e) else type(e).__name__
-        if "weights_only" in str(e) or "Unsupported global" in str(e) or "GLOBAL" in str(e):
-            reason = "it holds Python objects, not plain tensors and numbers (refused: loading it could run code)"
-        raise NeuroprobeError(f"{what} refused: {reason}") from None
+        raise NeuroprobeError(f"{what} refused: {_load_failure(e)}") from None
     if not isinstance(outer, dict) or outer.get("format") != CHECKPOINT_FORMAT or "payload" not in outer:
         raise NeuroprobeError(f"{what} refused: not a neuroprobe checkpoint (format {CHECKPOINT_FORMAT})")
     payload = outer["payload"]
@@ -159,9 +173,26 @@ def load_checkpoint_file(path: Path) -> dict:
     if hashlib.sha256(data).hexdigest() != outer.get("sha256"):
         raise NeuroprobeError(f"{what} refused: checksum mismatch (the file was changed or damaged)")
     try:
-        return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            state = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
     except Exception as e:
-        raise NeuroprobeError(f"{what} refused: its state holds Python objects ({str(e).splitlines()[0][:120]})") from None
+        raise NeuroprobeError(f"{what} refused: its state {_load_failure(e)}") from None
+    if not isinstance(state, dict):
+        raise NeuroprobeError(f"{what} refused: its state is a {type(state).__name__}, not a table of the run's parts")
+    return state
+
+
+def _load_failure(e: Exception) -> str:
+    """Why ``torch.load(weights_only=True)`` failed, in a few words."""
+    text = str(e)
+    if "GLOBAL" in text or "Unsupported global" in text:
+        return "holds Python objects, not plain tensors and numbers (refused: loading it could run code)"
+    if isinstance(e, (EOFError, OSError)) or "zip archive" in text or "Unsupported operand" in text \
+            or "weights_only" in text:
+        return "unreadable (truncated, damaged or not written by neuroprobe)"
+    first = text.splitlines()[0][:160] if text else ""
+    return f"unreadable ({type(e).__name__}{': ' + first if first else ''})"
 
 
 def _atomic_write(path: Path, data: bytes) -> None:
@@ -189,6 +220,8 @@ class MetricsWriter:
             _atomic_write(path, header)
             self.rows, self._hash, self._bytes, self.last_key = 0, hashlib.sha256(header), len(header), None
         else:
+            if path.exists() and not path.is_file():  # a FIFO or device would block the read forever
+                raise NeuroprobeError(f"{str(path)!r} is not a regular file; cannot resume")
             data = path.read_bytes() if path.exists() else b""
             n = int(resume["bytes"])
             prefix = data[:n]
@@ -248,6 +281,8 @@ def read_metrics(path: str | Path) -> dict[str, list]:
                 for c, v in row.items():
                     if c is None or c not in cols:
                         raise ConfigError(f"{str(path)!r}: row {reader.line_num} has more cells than the header")
+                    if v is None:
+                        raise ConfigError(f"{str(path)!r}: row {reader.line_num} has fewer cells than the header")
                     try:
                         cols[c].append(float(v))
                     except (TypeError, ValueError):

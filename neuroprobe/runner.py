@@ -14,7 +14,7 @@ import torch
 
 from .config import RESUME_SAFE_KEYS, load_experiment
 from .config.experiment import apply_overrides, read_config_file, split_override, validate_experiment
-from .errors import ConfigError
+from .errors import ConfigError, NeuroprobeError
 from .loop import BuildContext, Loop
 from .rundir import CONFIG_NAME, RunDir, check_out_name, dump_json, read_metrics
 
@@ -61,7 +61,7 @@ def run_experiment(config: str | Path | None = None, overrides: list[str] | tupl
                               "into a new --out)")
         if seed is not None:
             raise ConfigError("--seed cannot change when a run is resumed (the run keeps its seed); drop --seed")
-        run = RunDir(check_out_name(str(resume)))
+        run = RunDir(check_out_name(str(resume), "--resume"))
         if not run.path.is_dir():
             raise ConfigError(f"--resume {str(resume)!r}: no such run directory")
         run.lock()
@@ -90,7 +90,11 @@ def run_experiment(config: str | Path | None = None, overrides: list[str] | tupl
 def _run(exp, run: RunDir, resume: bool, changes: list[dict], figures: bool) -> Path:
     state = run.load_checkpoint() if resume else None
     if changes:
-        done = int(state["loop"]["schedule_count"]) if state is not None else 0
+        try:
+            done = int(state["loop"]["schedule_count"]) if state is not None else 0
+        except (KeyError, TypeError, ValueError, OverflowError, IndexError, AttributeError, RuntimeError):
+            raise NeuroprobeError(f"checkpoint {str(run.checkpoint_path)!r} refused: its state does not fit this run "
+                                  f"(no loop.schedule_count)") from None
         if exp.schedule.total < done and exp.schedule.unit != "steps":
             raise ConfigError(f"--set {changes[0]['key']}={changes[0]['to']}: below the {done} {exp.schedule.unit} "
                               f"this run has already done")

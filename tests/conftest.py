@@ -1,6 +1,18 @@
 """Shared test settings."""
+import os
+
 import pytest
 import torch
+from hypothesis import HealthCheck, settings
+
+# Property tests (tests/test_fuzz_cli.py): no per-example deadline (a case may run a tiny experiment),
+# a modest number of examples, and a fixed example sequence so CI results do not vary run to run.
+# HYPOTHESIS_PROFILE=thorough searches longer (and randomly) when hunting bugs by hand.
+settings.register_profile("neuroprobe", deadline=None, max_examples=60, derandomize=True, database=None,
+                          print_blob=True, suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile("thorough", deadline=None, max_examples=1000, derandomize=False, database=None,
+                          suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "neuroprobe"))
 
 
 @pytest.fixture(autouse=True)

@@ -1,6 +1,7 @@
-"""Tests of config validation and the command line: every bad input is one ``error:`` line, exit 2.
+"""Tests of config validation and the command line: every bad input is one ``error:`` line naming
+the file and the key, exit 2; ``--set`` bare keys resolve to their section.
 
-Most paths call ``neuroprobe.cli.main`` in-process (fast); a few run the real executable as a
+Most paths call ``neuroprobe.cli.main`` in-process (fast); one runs the real executable as a
 subprocess to check the process exit status and that no traceback reaches stderr.
 """
 from __future__ import annotations
@@ -14,12 +15,11 @@ from pathlib import Path
 import pytest
 
 from neuroprobe.cli import main
+from neuroprobe.config import apply_overrides, load_experiment
 from neuroprobe.errors import ConfigError
-from neuroprobe.experiments.config import apply_overrides, load_config
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = (ROOT / "models" / "mlp_4_64_2.toml").as_posix()
-
 
 
 def _rl_toml(**edits) -> str:
@@ -74,11 +74,13 @@ def _assert_one_error_line(rc, err, *words, code=2):
 
 
 def test_valid_config_validates(tmp_path):
-    cfg = load_config(_write(tmp_path, _rl_toml()))
-    assert cfg["kind"] == "rl"
-    assert cfg["rule"]["passes"] == 1 and cfg["rule"]["clean_pass"] is True  # defaults filled
-    assert cfg["model"]["sizes"] == [4, 64, 2]
-    assert cfg["run"]["checkpoint_every"] == 100
+    exp = load_experiment(_write(tmp_path, _rl_toml()))
+    assert exp.family == "rl"
+    assert exp.rule.passes == 1 and exp.rule.clean_pass is True  # defaults filled
+    assert exp.model_spec.sizes == [4, 64, 2] or list(exp.model_spec.sizes) == [4, 64, 2]
+    assert exp.run.checkpoint_every is None
+    assert exp.schedule.unit == "episodes" and exp.schedule.total == 3
+    assert exp.schedule.checkpoint_every == 1  # a tenth of the budget, at least one episode
 
 
 @pytest.mark.parametrize("edits, words", [
@@ -91,30 +93,36 @@ def test_valid_config_validates(tmp_path):
     ({"rule.lr": "inf"}, ["rule.lr"]),
     ({"rule.lr": "-1"}, ["rule.lr", "-1"]),                            # out of range
     ({"rule.lr": "0"}, ["rule.lr"]),
+    ({"rule.lr": "1e39"}, ["rule.lr"]),                                # beyond float32
     ({"modulator.smoothing": "2"}, ["modulator.smoothing"]),
     ({"modulator.scale": '"minmax"'}, ["modulator.scale"]),
     ({"seeds": "0"}, ["seeds"]),
+    ({"seed": "-1"}, ["seed"]),
     ({"rule.noise_norm": '"unit"'}, ["rule.noise_norm"]),
-    ({"rule.name": '"hebb"'}, ["rule.name", "hebb"]),                  # unknown rule
-    ({"task.name": '"Pong-v5"'}, ["task.name", "Pong-v5"]),            # unknown task
+    ({"rule.passes": "1000000000000000000"}, ["rule.passes"]),
+    ({"rule.name": '"hebb"'}, ["rule", "hebb"]),                       # unknown rule
+    ({"task.name": '"Pong-v5"'}, ["task", "Pong-v5"]),                 # unknown task
     ({"rule.name": '"cet"', "rule.noise_std": None}, ["rule.name", "cet", "CartPole-v1"]),  # not applicable
     ({"rule.lr": None}, ["rule.lr"]),                                  # missing key
     ({"model.file": '"no/such/model.toml"'}, ["model.file", "no/such/model.toml"]),  # missing model file
+    ({"run.progress": '"no"'}, ["run.progress", "'no'"]),              # a string is not a boolean
+    ({"run.checkpoint_every": "1.5"}, ["run.checkpoint_every"]),        # not whole episodes
+    ({"name": '"../x"'}, ["name"]),                                     # run names become directories
 ])
 def test_config_errors_exit_2_with_one_line(tmp_path, capsys, edits, words):
     path = _write(tmp_path, _rl_toml(**edits))
     out_dir = tmp_path / "out"
     rc, out, err = _cli(["run", path, "--out", str(out_dir)], capsys)
-    _assert_one_error_line(rc, err, *words)
+    _assert_one_error_line(rc, err, path, *words)
     assert not out_dir.exists()  # nothing is created for a bad config
     with pytest.raises(ConfigError):
-        load_config(path)
+        load_experiment(path)
 
 
 def test_missing_table(tmp_path, capsys):
     text = _rl_toml().split("[rule]")[0]
     rc, _, err = _cli(["run", _write(tmp_path, text)], capsys)
-    _assert_one_error_line(rc, err, "[rule]")
+    _assert_one_error_line(rc, err, "rule")
 
 
 def test_missing_config_file(tmp_path, capsys):
@@ -125,7 +133,7 @@ def test_missing_config_file(tmp_path, capsys):
 def test_invalid_toml(tmp_path, capsys):
     path = _write(tmp_path, _rl_toml() + "[rule\nlr = \n")
     rc, _, err = _cli(["run", path], capsys)
-    _assert_one_error_line(rc, err, "c.toml")
+    _assert_one_error_line(rc, err, "c.toml", "TOML")
 
 
 def test_invalid_model_files(tmp_path, capsys):
@@ -135,7 +143,7 @@ def test_invalid_model_files(tmp_path, capsys):
     _assert_one_error_line(rc, err, "m.toml")
     bad.write_text('[network]\nsizes = [4, 64, 2]\nactivation = "swish"\n')
     rc, _, err = _cli(["run", _write(tmp_path, _rl_toml(**{"model.file": f'"{bad.as_posix()}"'}))], capsys)
-    _assert_one_error_line(rc, err, "activation", "swish")
+    _assert_one_error_line(rc, err, "m.toml", "activation", "swish")
 
 
 def test_inline_model_errors(tmp_path, capsys):
@@ -168,15 +176,15 @@ def test_bad_set_overrides(tmp_path, capsys, sets, words):
 def test_set_bare_key_resolution(tmp_path):
     raw = tomllib.loads(_rl_toml())
     got = apply_overrides(raw, ["episodes=7", "lr=0.25", "smoothing=0.5", "progress=true", "seeds=3",
-                                "noise_std=0.01", "rule.passes=4", "scale=\"none\""], "x")
+                                "noise_std=0.01", "rule.passes=4", "scale=\"none\""])
     assert got["task"]["episodes"] == 7
     assert got["rule"]["lr"] == 0.25 and got["rule"]["noise_std"] == 0.01 and got["rule"]["passes"] == 4
     assert got["modulator"]["smoothing"] == 0.5 and got["modulator"]["scale"] == "none"
     assert got["run"]["progress"] is True
     assert got["seeds"] == 3
     assert raw["task"]["episodes"] == 3  # the input is not modified
-    cfg = load_config(_write(tmp_path, _rl_toml()), ["episodes=5", "checkpoint_every=2"])
-    assert cfg["task"]["episodes"] == 5 and cfg["run"]["checkpoint_every"] == 2
+    exp = load_experiment(_write(tmp_path, _rl_toml()), ["episodes=5", "checkpoint_every=2"])
+    assert exp.task.episodes == 5 and exp.run.checkpoint_every == 2 and exp.schedule.checkpoint_every == 2
 
 
 def test_set_bare_key_end_to_end(tmp_path, capsys):
@@ -199,9 +207,17 @@ def test_run_without_config(capsys):
 
 def test_align_errors(tmp_path, capsys):
     rc, _, err = _cli(["align", str(ROOT / "experiments" / "cet_digits.toml"), "--samples", "5"], capsys)
-    _assert_one_error_line(rc, err, "supervised")
+    _assert_one_error_line(rc, err, "not an RL task")
     rc, _, err = _cli(["align", _write(tmp_path, _rl_toml()), "--samples", "0"], capsys)
     _assert_one_error_line(rc, err, "--samples")
+
+
+def test_align_runs(tmp_path, capsys):
+    rc, out, err = _cli(["align", _write(tmp_path, _rl_toml()), "--samples", "4", "--states", "2", "--json"], capsys)
+    assert rc == 0, err
+    import json
+
+    assert all(-1 <= v <= 1 for v in json.loads(out).values())
 
 
 def test_info_exits_0(capsys):
@@ -209,6 +225,15 @@ def test_info_exits_0(capsys):
     assert rc == 0, err
     assert out.startswith("neuroprobe ")
     assert "torch" in out and "gymnasium" in out
+
+
+def test_schema_is_json(capsys):
+    import json
+
+    rc, out, err = _cli(["schema"], capsys)
+    assert rc == 0, err
+    schema = json.loads(out)
+    assert schema["title"] == "neuroprobe experiment"
 
 
 def test_plot_on_non_run_directory(tmp_path, capsys):

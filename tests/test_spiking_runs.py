@@ -1,16 +1,15 @@
-"""Spiking experiments through the runner/CLI: distal reward and spiking CartPole, config errors,
-interrupted runs resumed to identical results."""
-import json
+"""Spiking experiments through the command line: config errors are one line naming the file and the
+key (exit 2). How spiking runs run and resume is tested in tests/test_loop_spiking.py."""
+import os
 import subprocess
 import sys
 from pathlib import Path
 
-import numpy as np
 import pytest
 
+from neuroprobe.cli import main
+from neuroprobe.config import RULE_CONFIGS, experiment_model, load_experiment
 from neuroprobe.errors import ConfigError
-from neuroprobe.experiments.config import load_config
-from neuroprobe.experiments.runner import run_experiment
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -50,110 +49,71 @@ weight = 0.1
 """
 
 
-def _distal_cfg(tmp_path: Path, extra: str = "") -> Path:
+@pytest.fixture(autouse=True)
+def _rstdp_ported():
+    experiment_model()
+    if "rstdp" not in RULE_CONFIGS:
+        pytest.skip("rule 'rstdp' is not ported to the run loop yet")
+
+
+def _config(tmp_path: Path, sections: dict[str, str]) -> Path:
     (tmp_path / "net.toml").write_text(SMALL_NET)
-    cfg = tmp_path / "distal.toml"
-    cfg.write_text(f"""
-name = "distal_small"
-seeds = 2
-[network]
-file = "net.toml"
-[task]
-name = "distal_reward"
-duration = 1.5
-report_every = 0.5
-delay_min = 0.1
-delay_max = 0.3
-window = 0.02
-[rule]
-name = "rstdp"
-order = 2
-delay = 0.2
-lr = 0.01
-[monitor]
-spikes = ["exc"]
-state = [{{variable = "v", population = "exc", indices = [0, 1]}}]
-[run]
-progress = false
-record_last = 0.5
-checkpoint_every = 0.5
-{extra}
-""")
-    return cfg
+    base = {"[network]": "file = 'net.toml'", "[task]": "name = 'distal_reward'\nduration = 0.5",
+            "[rule]": "name = 'rstdp'\nlr = 1.0", "[run]": "progress = false"}
+    base.update(sections)
+    path = tmp_path / "c.toml"
+    path.write_text("\n".join(f"{k}\n{v}" for k, v in base.items() if v is not None) + "\n")
+    return path
 
 
-def test_distal_reward_run_writes_metrics_and_recordings(tmp_path):
-    out = run_experiment(_distal_cfg(tmp_path), out=tmp_path / "run", figures=False)
-    lines = (out / "metrics.csv").read_text().splitlines()
-    assert lines[0].startswith("time,seed,w_rewarded,w_mean,w_p99,rank,rewards,coincidences,rate_exc,rate_inh")
-    assert len(lines) == 1 + 3 * 2  # 3 reports x 2 trials
-    rec = np.load(out / "recordings.npz")
-    assert rec["spikes/exc"].dtype == np.uint8 and rec["spikes/exc"].shape == (500, 60)  # last 0.5 s
-    assert rec["v/exc"].dtype == np.float32 and rec["v/exc"].shape == (500, 2)
-    assert rec["weight/exc->exc"].shape[0] == 3
-    s = json.loads((out / "summary.json").read_text())
-    assert len(s["per_seed"]) == 2 and 0 <= s["mean"] <= 1
+def _cli(argv, capsys):
+    try:
+        rc = main(argv)
+    except SystemExit as e:
+        rc = e.code
+    return (rc, *capsys.readouterr())
 
 
-def test_distal_reward_resume_is_identical(tmp_path):
-    cfg = _distal_cfg(tmp_path)
-    full = run_experiment(cfg, out=tmp_path / "full", figures=False)
-    part = run_experiment(cfg, out=tmp_path / "part", figures=False, overrides=["task.duration=1.0"])
-    # continue the shorter run with the full duration: the checkpoint at 1.0 s is where it stopped
-    import tomllib
-
-    import tomli_w
-    conf = tomllib.loads((part / "config.toml").read_text())
-    conf["task"]["duration"] = 1.5
-    (part / "config.toml").write_text(tomli_w.dumps(conf))
-    (part / "summary.json").unlink()
-    run_experiment(resume=part, figures=False)
-    assert (full / "metrics.csv").read_text() == (part / "metrics.csv").read_text()
-
-
-def test_spiking_cartpole_runs(tmp_path):
-    out = run_experiment(ROOT / "experiments" / "spiking_cartpole.toml", out=tmp_path / "sc", figures=False,
-                         overrides=["task.episodes=2", "seeds=2", "run.progress=false"])
-    lines = (out / "metrics.csv").read_text().splitlines()
-    assert lines[0] == "episode,seed,return,length" and len(lines) == 1 + 2 * 2
-
-
-@pytest.mark.parametrize("extra, match", [
-    ("[rule]\nname = 'rstdp'\nlr = 1.0\nprojection = 'exc->nowhere'", "not a projection"),
-    ("[rule]\nname = 'hebb'\nlr = 1.0", "spiking rules allowed"),
-    ("[task]\nname = 'distal_reward'\ndelay_min = 3.0\ndelay_max = 1.0", "delay_min"),
-    ("[rule]\nname = 'rstdp'\nlr = 1.0\ntau = 1.0", "unknown key 'rule.tau'"),
+@pytest.mark.parametrize("sections, words", [
+    ({"[rule]": "name = 'rstdp'\nlr = 1.0\nprojection = 'exc->nowhere'"}, ["rule.projection", "exc->nowhere"]),
+    ({"[rule]": "name = 'hebb'\nlr = 1.0"}, ["rule", "hebb"]),
+    ({"[rule]": "name = 'cet'\nlr = 1.0"}, ["cet", "distal_reward"]),
+    ({"[rule]": "name = 'rstdp'\nlr = 1.0\ntau = 1.0"}, ["unknown key 'rule.tau'"]),
+    ({"[rule]": "name = 'rstdp'\nlr = 'fast'"}, ["rule.lr", "fast"]),
+    ({"[task]": "name = 'distal_reward'\ndelay_min = 3.0\ndelay_max = 1.0"}, ["delay_min"]),
+    ({"[task]": "name = 'distal_reward'\nduration = 1e-4"}, ["task.duration", "dt"]),
+    ({"[task]": "name = 'distal_reward'\nduration = -1.0"}, ["task.duration"]),
+    ({"[task]": "name = 'distal_reward'\nduration = nan"}, ["task.duration"]),
+    ({"[task]": "name = 'distal_reward'\nreport_every = 1e-5"}, ["task.report_every", "dt"]),
+    ({"[run]": "checkpoint_every = 1e-5"}, ["run.checkpoint_every", "dt"]),
+    ({"[run]": "progress = 'no'"}, ["run.progress"]),
+    ({"[network]": "file = 'missing.toml'"}, ["network.file", "missing.toml"]),
+    ({"[network]": None, "[model]": "sizes = [4, 8, 2]"}, ["network"]),
+    ({"[monitor]": "spikes = ['nowhere']"}, ["monitor.spikes[0]", "nowhere"]),
+    ({"[monitor]": "rate = ['exc->exc']"}, ["monitor.rate[0]", "exc->exc"]),
+    ({"[monitor]": "state = [{variable = 'v', population = 'nowhere'}]"}, ["monitor.state[0].population"]),
+    ({"[monitor]": "spikes = [{population = 'exc', indices = [60]}]"}, ["monitor.spikes[0].indices", "60"]),
+    ({"[monitor]": "spikes = [{population = 'exc', batch_index = 3}]"}, ["monitor.spikes[0].batch_index"]),
+    ({"[monitor]": "spikes = 'exc'"}, ["monitor.spikes"]),
 ])
-def test_spiking_config_errors(tmp_path, extra, match):
-    (tmp_path / "net.toml").write_text(SMALL_NET)
-    base = {"[network]": "file = 'net.toml'", "[task]": "name = 'distal_reward'", "[rule]": "name = 'rstdp'\nlr = 1.0"}
-    head = extra.splitlines()[0]
-    base[head] = "\n".join(extra.splitlines()[1:])
-    (tmp_path / "c.toml").write_text("\n".join(f"{k}\n{v}" for k, v in base.items()))
-    with pytest.raises(ConfigError, match=match):
-        load_config(tmp_path / "c.toml")
+def test_spiking_config_errors(tmp_path, capsys, sections, words):
+    path = _config(tmp_path, sections)
+    out = tmp_path / "out"
+    rc, _, err = _cli(["run", str(path), "--out", str(out)], capsys)
+    assert rc == 2, err
+    lines = err.splitlines()
+    assert len(lines) == 1 and lines[0].startswith(f"error: {path}"), err
+    assert all(w in lines[0] for w in words), err
+    assert not out.exists()  # refused at load: nothing is created
+    with pytest.raises(ConfigError):
+        load_experiment(path)
 
 
 def test_cli_spiking_error_is_one_line(tmp_path):
     (tmp_path / "c.toml").write_text("[network]\nfile = 'missing.toml'\n[task]\nname = 'distal_reward'\n"
                                      "[rule]\nname = 'rstdp'\nlr = 1.0\n")
     p = subprocess.run([sys.executable, "-m", "neuroprobe.cli", "run", str(tmp_path / "c.toml")],
-                       capture_output=True, text=True)
-    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "not found" in p.stderr
-
-
-def test_distal_reward_on_brian2_writes_the_same_files(tmp_path):
-    pytest.importorskip("brian2")
-    import logging
-    logging.getLogger("brian2").setLevel(logging.WARNING)  # Brian2's DEBUG code-generation logs are slow under pytest
-    cfg = _distal_cfg(tmp_path)
-    torch_run = run_experiment(cfg, out=tmp_path / "torch", figures=False)
-    b2_run = run_experiment(cfg, out=tmp_path / "brian2", figures=False, overrides=["run.backend=brian2"])
-    a, b = (torch_run / "metrics.csv").read_text().splitlines(), (b2_run / "metrics.csv").read_text().splitlines()
-    assert a[0] == b[0] and len(a) == len(b)
-    ra, rb = np.load(torch_run / "recordings.npz"), np.load(b2_run / "recordings.npz")
-    for k in ("spikes/exc", "v/exc", "weight/exc->exc"):
-        assert ra[k].shape == rb[k].shape and ra[k].dtype == rb[k].dtype
-    # same network, independent noise: population rates agree in distribution
-    rate = lambda lines: np.mean([float(x.split(",")[8]) for x in lines[1:]])  # noqa: E731
-    assert abs(rate(a) - rate(b)) < 0.35 * rate(a)
+                       capture_output=True, text=True, cwd=tmp_path, timeout=120,
+                       env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert p.returncode == 2 and p.stderr.count("\n") == 1 and "not found" in p.stderr, p.stderr
+    assert "Traceback" not in p.stderr and p.stdout == ""
