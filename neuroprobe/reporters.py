@@ -13,7 +13,30 @@ import numpy as np
 __all__ = ["EpisodeReporter", "episode_summary", "default_summary"]
 
 
-class EpisodeReporter:
+class _ReturnsReporter:
+    """Counts finished episodes (or windows) and keeps the last ``rolling`` returns for the bar."""
+
+    def __init__(self, rolling: int):
+        self.rolling = rolling
+        self.done = 0
+        self.recent: list[float] = []
+
+    def _finished(self, r: float) -> None:
+        self.recent = (self.recent + [r])[-self.rolling:]
+        self.done += 1
+
+    def postfix(self) -> str:
+        return f"last-{len(self.recent)} return {np.mean(self.recent):.1f}" if self.recent else ""
+
+    def state_dict(self) -> dict:
+        return {"done": self.done, "recent": list(self.recent)}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.done = int(s["done"])
+        self.recent = [float(x) for x in s["recent"]]
+
+
+class EpisodeReporter(_ReturnsReporter):
     """One row ``episode,seed,return,length`` per counted episode end (RL and spiking CartPole).
 
     Reads the :class:`~neuroprobe.tasks.episodic.EpisodicVectorTask` info of each step; the
@@ -25,9 +48,8 @@ class EpisodeReporter:
     key = ["episode", "seed"]
 
     def __init__(self, seed: int, batch: int, episodes: int, rolling: int):
-        self.seed, self.B, self.E, self.rolling = seed, batch, episodes, rolling
-        self.done = 0
-        self.recent: list[float] = []
+        super().__init__(rolling)
+        self.seed, self.B, self.E = seed, batch, episodes
 
     def rows(self, tr) -> list[dict]:
         info = tr.info
@@ -36,8 +58,7 @@ class EpisodeReporter:
             r = float(info["return"][s])
             out.append({"episode": int(info["episode"][s]), "seed": self.seed + int(s), "return": r,
                         "length": int(info["length"][s])})
-            self.recent = (self.recent + [r])[-self.rolling:]
-            self.done += 1
+            self._finished(r)
         return out
 
     def progress(self) -> tuple[int, int]:
@@ -48,16 +69,6 @@ class EpisodeReporter:
 
     def where(self) -> str:
         return f"episode {self.done // self.B}"
-
-    def postfix(self) -> str:
-        return f"last-{len(self.recent)} return {np.mean(self.recent):.1f}" if self.recent else ""
-
-    def state_dict(self) -> dict:
-        return {"done": self.done, "recent": list(self.recent)}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.done = int(s["done"])
-        self.recent = [float(x) for x in s["recent"]]
 
 
 def episode_summary(m: dict, last: int = 50) -> dict:
@@ -79,7 +90,7 @@ def default_summary(m: dict, last: int = 50) -> dict:
     return {"metric": "rows", "rows": len(next(iter(m.values()), []))}
 
 
-class WindowReporter:
+class WindowReporter(_ReturnsReporter):
     """One row ``episode,seed,return,length,forward_passes`` per window of rule 'probe' in RL.
 
     Reads the :class:`~neuroprobe.tasks.probe_windows.CommonSeedWindows` info of each step and the
@@ -94,9 +105,8 @@ class WindowReporter:
     key = ["episode", "seed"]
 
     def __init__(self, seed: int, windows: int, rolling: int, assignment: Callable[[], object]):
-        self.seed, self.E, self.rolling, self.assignment = seed, windows, rolling, assignment
-        self.done = 0
-        self.recent: list[float] = []
+        super().__init__(rolling)
+        self.seed, self.E, self.assignment = seed, windows, assignment
 
     def rows(self, tr) -> list[dict]:
         info = tr.info
@@ -104,8 +114,7 @@ class WindowReporter:
             return []
         ret, length = info["return"], info["length"]
         r0, l0 = window_row(self.assignment(), ret, length)
-        self.recent = (self.recent + [r0])[-self.rolling:]
-        self.done += 1
+        self._finished(r0)
         return [{"episode": int(info["window"]), "seed": self.seed, "return": r0, "length": l0,
                  "forward_passes": int(len(length) * length.max())}]
 
@@ -117,16 +126,6 @@ class WindowReporter:
 
     def where(self) -> str:
         return f"episode {self.done}"
-
-    def postfix(self) -> str:
-        return f"last-{len(self.recent)} return {np.mean(self.recent):.1f}" if self.recent else ""
-
-    def state_dict(self) -> dict:
-        return {"done": self.done, "recent": list(self.recent)}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.done = int(s["done"])
-        self.recent = [float(x) for x in s["recent"]]
 
 
 def window_row(A, ret: np.ndarray, length: np.ndarray) -> tuple[float, int]:

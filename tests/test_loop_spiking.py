@@ -23,6 +23,7 @@ from neuroprobe.config.experiment import read_config_file
 from neuroprobe.errors import ConfigError, NeuroprobeError
 from neuroprobe.rundir import load_checkpoint_file
 from neuroprobe.runner import run_experiment
+from spiking_nets import SMALL_NET
 
 ROOT = Path(__file__).resolve().parents[1]
 DISTAL = str(ROOT / "experiments" / "distal_reward.toml")
@@ -116,41 +117,6 @@ def _resume_matches(tmp_path, cfg, overrides, min_rows, recordings=True) -> None
     if recordings:
         _same_recordings(ref / "recordings.npz", out / "recordings.npz")
 
-
-SMALL_NET = """
-[network]
-dt = 1e-3
-[[population]]
-name = "exc"
-size = 60
-kind = "lif"
-sign = "excitatory"
-[population.lif]
-tau_mem = 20e-3
-tau_syn = 5e-3
-noise = "membrane"
-noise_std = 0.8
-[[population]]
-name = "inh"
-size = 15
-kind = "lif"
-sign = "inhibitory"
-[population.lif]
-tau_mem = 10e-3
-noise = "membrane"
-noise_std = 0.8
-[[projection]]
-pre = "exc"
-post = "exc"
-p = 0.2
-weight = 0.1
-w_max = 0.4
-[[projection]]
-pre = "inh"
-post = "exc"
-p = 0.2
-weight = 0.1
-"""
 
 
 def _small_distal(tmp_path: Path) -> str:
