@@ -51,6 +51,9 @@ def main() -> None:
     ap.add_argument("--report-only", action="store_true")
     args = ap.parse_args()
     out = Path(args.out)
+    unknown = sorted(set(args.settings or []) - set(SETTINGS))
+    if unknown:
+        ap.error(f"--settings {unknown}: unknown; allowed: {list(SETTINGS)}")
     chosen = {k: v for k, v in SETTINGS.items() if args.settings is None or k in args.settings}
     if not args.report_only:
         for label, sets in chosen.items():
