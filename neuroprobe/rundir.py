@@ -35,6 +35,7 @@ import io
 import json
 import os
 import socket
+import time
 import stat
 import warnings
 from pathlib import Path
@@ -101,7 +102,7 @@ class RunDir:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
-            holder = os.pread(fd, 512, 0).decode("utf-8", "replace").strip() or "another process"
+            holder = _holder(fd)
             os.close(fd)
             if e.errno in (errno.EAGAIN, errno.EACCES):
                 raise ConfigError(f"run directory {str(self.path)!r} is being written by {holder}; wait for it "
@@ -151,6 +152,17 @@ class RunDir:
     # ------------------------------------------------------------------ metrics
     def open_metrics(self, columns: list[str], key: list[str], resume: dict | None) -> "MetricsWriter":
         return MetricsWriter(self.metrics_path, columns, key, resume)
+
+
+def _holder(fd: int) -> str:
+    """Who holds the lock, as its holder wrote it; the holder writes right after taking the lock,
+    so an empty file means it is about to: wait a moment for the name."""
+    for _ in range(50):
+        text = os.pread(fd, 512, 0).decode("utf-8", "replace").strip()
+        if text.endswith(tuple("0123456789")):  # the line ends with the start time
+            return text
+        time.sleep(0.01)
+    return text or "another process"
 
 
 def load_checkpoint_file(path: Path) -> dict:
