@@ -9,7 +9,7 @@ divergence it seeds), not different noise or reward timing.
 
     python experiments/distal_float_twin.py runs/distal_lava_order6_v2
 
-Runs through neuroprobe's run loop (``neuroprobe.learners.fixed_point``) in the run directory
+Runs through neuroprobe's run loop (``neuroprobe.learners.given_inputs``) in the run directory
 ``<deploy_dir>/torch-float-twin`` (checkpointed; an interrupted twin resumes where it stopped) and
 writes ``metrics_torch_float_twin.csv`` (the distal-reward metrics format) into the deploy
 directory; ``experiments/distal_lava_report.py`` plots it beside Lava.
@@ -29,10 +29,10 @@ sys.path.insert(0, str(ROOT))
 
 from neuroprobe.config import load_experiment  # noqa: E402
 from neuroprobe.deploy import _checkpoint_every, deployed_network, distal_protocol  # noqa: E402
-from neuroprobe.learners.fixed_point import float_distal_parts, run_side  # noqa: E402
+from neuroprobe.learners.given_inputs import float_distal_parts, run_side  # noqa: E402
 from neuroprobe.rules.rstdp import CascadeRSTDP  # noqa: E402
 from neuroprobe.spiking import SpikingNetwork  # noqa: E402
-from neuroprobe.spiking.fixed import FixedPointNetwork, noiseless_spec  # noqa: E402
+from neuroprobe.backends.fixed.network import FixedPointNetwork, noiseless_spec  # noqa: E402
 
 OUT_NAME = "metrics_torch_float_twin.csv"
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Callable, Mapping
 
-from .loop import Callback
+from .protocols import Callback
 
 __all__ = ["MonitorsCallback", "RecordingsCallback"]
 

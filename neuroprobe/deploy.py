@@ -12,7 +12,7 @@ What runs:
   Poisson populations replaced by their pre-drawn spikes (identical for both engines).
 
 The torch side runs through :class:`~neuroprobe.loop.Loop` with the adapters of
-:mod:`neuroprobe.learners.fixed_point` in a run directory ``OUT/torch-fixed`` (or
+:mod:`neuroprobe.learners.given_inputs` in a run directory ``OUT/torch-fixed`` (or
 ``OUT/torch-float``): it checkpoints as it goes, and a deploy interrupted there resumes it (the Lava
 result is kept in ``OUT/lava_result.npz`` and reused for the same job).
 
@@ -40,12 +40,12 @@ from .backends.lava import fixed_job, float_job, run_job
 from .config import load_experiment
 from .errors import ConfigError, NeuroprobeError
 from .neurons.inputs import poisson_spikes
-from .rules.rstdp_fixed import FixedCascadeRSTDP, fixed_rstdp_params
+from .backends.fixed.rstdp import FixedCascadeRSTDP, fixed_rstdp_params
 from .rundir import CHECKPOINT_NAME, CONFIG_NAME, load_checkpoint_file
 from .spiking import SpikingNetwork
-from .spiking.fixed import FixedPointNetwork, quantization_error, quantization_report
+from .backends.fixed.network import FixedPointNetwork, quantization_error, quantization_report
 from .spiking.spec import PopulationSpec, SpikingSpec
-from .tasks.distal_reward import FixedDistalReward
+from .backends.fixed.distal_reward import FixedDistalReward
 
 __all__ = ["deploy", "deployed_network", "inputs_spec", "trained_network_state", "distal_setup", "distal_params",
            "distal_protocol"]
@@ -184,7 +184,7 @@ def _side_config(side: dict, kind: str, T: int) -> dict:
 def _open_loop(fx: FixedPointNetwork | None, net: SpikingNetwork | None, T: int, inputs: dict, timeout: float,
                K: int, progress: bool, out: Path, side: dict) -> dict:
     """Frozen network, open loop, on both engines; spikes compared step by step."""
-    from .learners.fixed_point import open_loop_parts, run_side
+    from .learners.given_inputs import open_loop_parts, run_side
 
     model = fx if fx is not None else net
     lif = [p.name for p in model.spec.populations if p.kind == "lif"]
@@ -292,7 +292,7 @@ def distal_setup(exp, fx: FixedPointNetwork, net: SpikingNetwork, gen: torch.Gen
 def _distal_fixed(exp, fx: FixedPointNetwork, net: SpikingNetwork, T: int, gen: torch.Generator, inputs: dict,
                   timeout: float, K: int, every: int, out: Path, progress: bool, side: dict) -> dict:
     """Distal reward with on-chip learning: Lava and the torch fixed-point engine, same integers."""
-    from .learners.fixed_point import fixed_distal_parts, run_side
+    from .learners.given_inputs import fixed_distal_parts, run_side
 
     dt = fx.spec.dt
     su = distal_setup(exp, fx, net, gen)
@@ -350,7 +350,7 @@ def _distal_fixed(exp, fx: FixedPointNetwork, net: SpikingNetwork, T: int, gen: 
 def _write_distal_metrics(path: Path, times, W, R, k: int, frac: int, scale_w: float, seed: int) -> None:
     """Lava's ``metrics.csv`` in the distal-reward run's format (the torch side's reporter writes the
     same rows): one row per report, the rewarded synapse's |weight| against the others (float units)."""
-    from .learners.fixed_point import DistalReporter, distal_row
+    from .learners.given_inputs import DistalReporter, distal_row
 
     rows = [",".join(DistalReporter.columns)]
     for i in range(min(len(W), len(times))):

@@ -30,112 +30,17 @@ import torch
 from tqdm.auto import tqdm
 
 from .errors import NeuroprobeError, NonFiniteError
+from .protocols import (Agent, BuildContext, Callback, Learner, Reporter, RunParts, Task, Transition,  # noqa: F401
+                        check_finite)
 from .rundir import RunDir
 
 __all__ = ["Agent", "Learner", "Task", "Reporter", "Callback", "Transition", "RunParts", "BuildContext", "Loop",
            "check_finite"]
 
 
-@dataclass
-class Transition:
-    """One step of the loop, as learners, reporters and callbacks see it."""
-
-    obs: Any            # the observation the agent acted on
-    action: Any         # what the agent returned
-    next_obs: Any       # the task's observation after the step
-    reward: Any         # (B,) reward (or modulatory signal) of the step
-    terminated: Any     # (B,) bool
-    truncated: Any      # (B,) bool
-    info: dict          # the task's info (episode ends, labels, active mask, ...)
-    updated: bool = False  # the learner wrote .grad and the optimizer stepped
-
-
-@runtime_checkable
-class Agent(Protocol):
-    def act(self, obs: Any) -> Any: ...
-    def parameters(self) -> Iterable[torch.Tensor]: ...
-    def constrain(self) -> None: ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-@runtime_checkable
-class Learner(Protocol):
-    def learn(self, tr: Transition) -> bool: ...
-    def end_step(self) -> None: ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-@runtime_checkable
-class Task(Protocol):
-    def reset(self, seed: int) -> tuple[Any, dict]: ...
-    def step(self, action: Any) -> tuple[Any, Any, Any, Any, dict]: ...
-    def finished(self) -> bool: ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-class Reporter(Protocol):
-    columns: list[str]
-    key: list[str]           # columns that identify a row (resume truncates to the checkpoint's key)
-    def rows(self, tr: Transition) -> list[dict]: ...
-    def progress(self) -> tuple[int, int]: ...       # (done, total) in progress-bar units
-    def schedule_count(self) -> int: ...             # budget units done (run.checkpoint_every counts these)
-    def where(self) -> str: ...                      # "episode 12", "t = 3.000 s"
-    def postfix(self) -> str: ...
-    def state_dict(self) -> dict: ...
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-class Callback:
-    """Hooks around the loop; ``state_dict`` entries are checkpointed under the callback's name."""
-
-    name = "callback"
-
-    def on_start(self, loop: "Loop") -> None: ...
-    def on_step(self, loop: "Loop", tr: Transition) -> None: ...
-    def on_end(self, loop: "Loop") -> None: ...
-    def state_dict(self) -> dict:
-        return {}
-    def load_state_dict(self, state: dict) -> None: ...
-
-
-@dataclass
-class BuildContext:
-    """What a rule's ``build`` gets besides the experiment: the run's generator and device."""
-
-    generator: torch.Generator
-    device: torch.device
-
-
-@dataclass
-class RunParts:
-    """Everything :class:`Loop` runs: made by a rule config's ``build(exp, ctx)``."""
-
-    agent: Agent
-    learner: Learner
-    task: Task
-    reporter: Reporter
-    optimizer: torch.optim.Optimizer | None
-    description: str                                   # progress-bar label
-    unit: str = "step"                                  # progress-bar unit
-    callbacks: list[Callback] = field(default_factory=list)
-    hint: str = "lower rule.lr"                         # what the non-finite guard suggests
-    summary: Callable[[dict], dict] | None = None       # metrics columns -> summary.json
-
-
 def _first_line(e: BaseException) -> str:
     text = str(e).splitlines()[0][:160] if str(e) else ""
     return f"{type(e).__name__}: {text}" if text else type(e).__name__
-
-
-def check_finite(params: Iterable[tuple[str, torch.Tensor]]) -> str | None:
-    """Name of the first parameter holding NaN/Inf, else None."""
-    for name, p in params:
-        if not bool(torch.isfinite(p).all()):
-            return name
-    return None
 
 
 class Loop:

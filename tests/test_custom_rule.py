@@ -19,7 +19,7 @@ import torch
 from neuroprobe.config import RULE_CONFIGS, RuleConfig, register_rule
 from neuroprobe.config.base import PosFloat
 from neuroprobe.config.experiment import experiment_json_schema, invalidate
-from neuroprobe.loop import RunParts
+from neuroprobe.protocols import RunParts
 from neuroprobe.rundir import load_checkpoint_file, read_metrics
 from neuroprobe.runner import run_experiment
 

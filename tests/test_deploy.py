@@ -225,9 +225,9 @@ def test_torch_side_of_a_fixed_point_deploy_resumes_to_identical_weights(tmp_pat
     and resumed, ends with the weights and the metrics.csv of an uninterrupted run (no Lava needed)."""
     from neuroprobe.config import load_experiment
     from neuroprobe.deploy import deployed_network, distal_protocol, distal_setup
-    from neuroprobe.learners.fixed_point import fixed_distal_parts, run_side
-    from neuroprobe.rules.rstdp_fixed import FixedCascadeRSTDP
-    from neuroprobe.spiking.fixed import FixedPointNetwork
+    from neuroprobe.learners.given_inputs import fixed_distal_parts, run_side
+    from neuroprobe.backends.fixed.rstdp import FixedCascadeRSTDP
+    from neuroprobe.backends.fixed.network import FixedPointNetwork
 
     exp = load_experiment(write(tmp_path))
     T, every = 400, 30

@@ -20,10 +20,10 @@ import torch
 from neuroprobe.backends.lava import LavaError, fixed_job, float_job, lava_status, run_job
 from neuroprobe.backends.lava.driver import RUNNER
 from neuroprobe.errors import ConfigError
-from neuroprobe.neurons.lif_fixed import LoihiLIFParameters, hash_noise, loihi_lif_step
-from neuroprobe.rules.rstdp_fixed import FixedCascadeRSTDP, fixed_rstdp_params
+from neuroprobe.backends.fixed.lif import LoihiLIFParameters, hash_noise, loihi_lif_step
+from neuroprobe.backends.fixed.rstdp import FixedCascadeRSTDP, fixed_rstdp_params
 from neuroprobe.spiking import SpikingNetwork, spec_from_dict
-from neuroprobe.spiking.fixed import FixedPointNetwork, quantization_report
+from neuroprobe.backends.fixed.network import FixedPointNetwork, quantization_report
 
 STEPS = 1000
 _status = lava_status()

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .base import PosFloat, StrictModel
 
 if TYPE_CHECKING:  # pragma: no cover
-    from ..loop import BuildContext, RunParts
+    from ..protocols import BuildContext, RunParts
 
 __all__ = ["RuleConfig", "RULE_CONFIGS", "register_rule"]
 

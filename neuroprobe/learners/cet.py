@@ -18,9 +18,8 @@ from pydantic import Field
 
 from ..config.base import Finite, StrictInt
 from ..config.rules import RuleConfig, register_rule
-from ..loop import BuildContext, RunParts, Transition
 from ..rate_monitors import rate_monitors
-from .base import ModuleAgent, RuleLearner
+from ..protocols import BuildContext, ModuleAgent, RuleLearner, RunParts, Transition
 
 __all__ = ["CETConfig", "CETAgent", "CETLearner", "build_cet", "held_out_accuracy", "make_stream"]
 

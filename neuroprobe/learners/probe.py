@@ -33,9 +33,8 @@ from torch import Tensor
 
 from ..config.base import Finite, NonNegFloat, PosFloat, Size, StrictBool, StrictInt
 from ..config.rules import RuleConfig, register_rule
-from ..loop import BuildContext, RunParts, Transition
 from ..rate_monitors import rate_monitors
-from .base import ModuleAgent, RuleLearner
+from ..protocols import BuildContext, ModuleAgent, RuleLearner, RunParts, Transition
 
 __all__ = ["ProbeConfig", "ProbeWindowAgent", "ProbeWindowLearner", "ProbeStreamAgent", "ProbeStreamLearner",
            "build_probe_rl", "build_probe_supervised", "branch_log_probs", "branch_outcomes", "unperturbed"]

@@ -16,8 +16,7 @@ from pydantic import Field
 
 from ..config.base import PosFloat, StrictBool, StrictInt
 from ..config.rules import RuleConfig, register_rule
-from ..loop import BuildContext, RunParts, Transition
-from .base import ModuleAgent, RuleLearner
+from ..protocols import BuildContext, ModuleAgent, RuleLearner, RunParts, Transition
 
 __all__ = ["NRLConfig", "RMHLConfig", "WPConfig", "FGConfig", "BPConfig", "RuleAgent", "RewardLearner",
            "build_rate_rl"]

@@ -38,8 +38,7 @@ from pydantic import Field, StrictStr
 from ..config.base import NonNegFloat, PosFloat, StrictInt
 from ..config.rules import RuleConfig, register_rule
 from ..errors import ConfigError, NonFiniteError
-from ..loop import BuildContext, RunParts, Transition
-from .base import ModuleAgent, NullLearner, RuleLearner
+from ..protocols import BuildContext, ModuleAgent, NullLearner, RuleLearner, RunParts, Transition
 
 __all__ = ["RSTDPConfig", "SpikingNetAgent", "RSTDPLearner", "Brian2DistalAgent", "build_distal",
            "build_distal_torch", "build_distal_brian2", "step_generator", "tree_to",

@@ -19,8 +19,7 @@ from typing import ClassVar, Literal
 import torch
 
 from ..config.rules import RuleConfig, register_rule
-from ..loop import BuildContext, RunParts, Transition
-from .base import RuleLearner
+from ..protocols import BuildContext, RuleLearner, RunParts, Transition
 from .rstdp import SpikingNetAgent, step_generator, tree_to
 
 __all__ = ["SpikingNRLConfig", "SpikingPolicyAgent", "SpikingNRLLearner", "OBS_LOW", "OBS_HIGH"]

@@ -1,6 +1,6 @@
 """Lava jobs from neuroprobe networks: what the runner (lava_side/runner.py) builds and runs.
 
-``fixed_job`` deploys a :class:`~neuroprobe.spiking.fixed.FixedPointNetwork` to Lava's fixed_pt
+``fixed_job`` deploys a :class:`~neuroprobe.backends.fixed.network.FixedPointNetwork` to Lava's fixed_pt
 ProcessModels (LIF, Dense, RingBuffer inputs, HashNoise, CascadeRSTDPConn for plastic
 projections); ``float_job`` deploys a float :class:`~neuroprobe.spiking.SpikingNetwork` to the
 floating_pt models with the same mapping in real numbers (u = k·i', weights scaled by
@@ -13,7 +13,7 @@ from typing import Mapping
 import numpy as np
 
 from ...errors import ConfigError
-from ...spiking.fixed import FixedPointNetwork
+from ..fixed.network import FixedPointNetwork
 from ...spiking.network import SpikingNetwork
 
 __all__ = ["fixed_job", "float_job"]
@@ -42,9 +42,9 @@ def fixed_job(net: FixedPointNetwork, steps: int, inputs: Mapping[str, np.ndarra
               dopamine: np.ndarray | None = None, distal: dict | None = None,
               report_every: int | None = None) -> tuple[dict, dict]:
     """(job, arrays) for the fixed_pt run of ``net``. plastic: {projection: {"params": ints,
-    "w_acc": (S,) int64}} (see rules/rstdp_fixed.py); the third factor is either ``dopamine``
+    "w_acc": (S,) int64}} (see backends/fixed/rstdp.py); the third factor is either ``dopamine``
     ((T,) ints, given) or ``distal`` ({"pre_pop", "post_pop", "params"}: the distal-reward protocol
-    computed on chip, see tasks/distal_reward.FixedDistalReward); ``report_every``: snapshot the
+    computed on chip, see backends/fixed/distal_reward.FixedDistalReward); ``report_every``: snapshot the
     plastic weights (and rewards) every k steps."""
     arrays: dict[str, np.ndarray] = {}
     ins = _inputs(net.spec, inputs or {}, steps, arrays)

@@ -1,5 +1,5 @@
 """Integer helpers of the Lava-side ProcessModels (NumPy only; the torch side has its own copies in
-neuroprobe/neurons/lif_fixed.py and neuroprobe/rules/rstdp_fixed.py, and the tests compare them)."""
+neuroprobe/backends/fixed/lif.py and neuroprobe/backends/fixed/rstdp.py, and the tests compare them)."""
 from __future__ import annotations
 
 import numpy as np

@@ -1,8 +1,8 @@
 """Custom Lava Processes and fixed_pt ProcessModels used by neuroprobe's Lava runner.
 
 Runs inside the Lava environment (Python 3.10, NumPy, lava-nc 0.10.0); imports nothing from
-neuroprobe (whose torch side has the same arithmetic in ``neuroprobe/neurons/lif_fixed.py`` and
-``neuroprobe/rules/rstdp_fixed.py``; the equivalence tests compare the two bit for bit).
+neuroprobe (whose torch side has the same arithmetic in ``neuroprobe/backends/fixed/lif.py`` and
+``neuroprobe/backends/fixed/rstdp.py``; the equivalence tests compare the two bit for bit).
 
 * ``HashNoise``: membrane-noise input ((Σ 4 bytes of lowbias32(seed, step, neuron)) − 510)·mant >> shift,
   sent each step to a LIF's ``a_in``.
@@ -158,7 +158,7 @@ class PyDopamineSourceFixed(PyLoihiProcessModel):
 
 # ------------------------------------------------------------------ distal reward on chip
 class DistalRewardSource(AbstractProcess):
-    """The distal-reward protocol (neuroprobe.tasks.distal_reward.FixedDistalReward) on chip:
+    """The distal-reward protocol (neuroprobe.backends.fixed.distal_reward.FixedDistalReward) on chip:
     watches neuron ``pre`` of the pre population and ``post`` of the post population and sends
     the integer dopamine each step. params: pre, post, seed, window, delay_min, delay_max (steps),
     r_d (12-bit decay), amp."""

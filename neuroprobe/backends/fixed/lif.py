@@ -31,7 +31,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
+from ...errors import ConfigError
 
 __all__ = ["LoihiLIFParameters", "loihi_lif_step", "shift_accumulated", "UV_BITS", "DECAY_BITS",
            "ACT_SHIFT", "VTH_SHIFT", "hash_uniform32", "hash_noise"]

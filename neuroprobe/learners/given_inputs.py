@@ -6,9 +6,9 @@ and the float twin of an on-chip run are resumable run directories like any othe
   e.g. the chip's membrane noise for a float twin); with a reward protocol
   (:class:`~neuroprobe.tasks.distal_reward.FixedDistalReward`) the step's reward is its dopamine;
 * :class:`NetworkAgent` (agent): a :class:`~neuroprobe.spiking.SpikingNetwork` or
-  :class:`~neuroprobe.spiking.fixed.FixedPointNetwork` stepped on the task's inputs; acts = spikes;
+  :class:`~neuroprobe.backends.fixed.network.FixedPointNetwork` stepped on the task's inputs; acts = spikes;
 * learners: :class:`NullLearner` (frozen network), :class:`FixedRSTDPLearner` (the integer
-  cascade R-STDP, :class:`~neuroprobe.rules.rstdp_fixed.FixedCascadeRSTDP`, weights changed in
+  cascade R-STDP, :class:`~neuroprobe.backends.fixed.rstdp.FixedCascadeRSTDP`, weights changed in
   place) and :class:`FloatRSTDPLearner` (the float ``CascadeRSTDP``: ``.grad`` at reward steps,
   applied by SGD);
 * reporters: :class:`DistalReporter` (the distal-reward rows ``time,seed,w_rewarded,w_mean,w_p99,
@@ -30,9 +30,9 @@ import torch
 from torch import Tensor
 
 from ..io.state import restore_like
-from ..loop import Callback, Loop, RunParts, Transition
+from ..loop import Loop
 from ..rundir import RunDir
-from .base import ModuleAgent, NullLearner, RuleLearner
+from ..protocols import Callback, ModuleAgent, NullLearner, RuleLearner, RunParts, Transition
 
 __all__ = ["GivenInputs", "NetworkAgent", "NullLearner", "FixedRSTDPLearner", "FloatRSTDPLearner",
            "DistalReporter", "SpikeCountReporter", "Agreement", "fixed_distal_parts", "float_distal_parts",

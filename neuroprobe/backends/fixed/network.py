@@ -3,7 +3,7 @@ its integer simulation.
 
 ``FixedPointNetwork.from_float(net)`` turns a :class:`~neuroprobe.spiking.SpikingNetwork` (its
 actual connectivity and weights) into Loihi's integer representation; ``step`` then simulates it
-with :func:`~neuroprobe.neurons.lif_fixed.loihi_lif_step`, bit for bit as Lava's ``fixed_pt``
+with :func:`~neuroprobe.backends.fixed.lif.loihi_lif_step`, bit for bit as Lava's ``fixed_pt``
 LIF and Dense ProcessModels do (tests/test_lava_backend.py checks it against Lava itself).
 
 Mapping of the float model (norse's Euler step; ``k = dt/tau_mem``, ``scale`` = state units per
@@ -36,11 +36,11 @@ from typing import Mapping
 import torch
 from torch import Tensor, nn
 
-from ..errors import ConfigError
-from ..neurons.lif_fixed import LoihiLIFParameters, hash_noise, loihi_lif_step, shift_accumulated
-from .network import SpikingNetwork, input_spikes
-from .projection import find_projection
-from .spec import SpikingSpec
+from ...errors import ConfigError
+from .lif import LoihiLIFParameters, hash_noise, loihi_lif_step, shift_accumulated
+from ...spiking.network import SpikingNetwork, input_spikes
+from ...spiking.projection import find_projection
+from ...spiking.spec import SpikingSpec
 
 __all__ = ["FixedPointNetwork", "FixedProjection", "quantize_lif", "quantize_weights", "quantization_report",
            "NOISE_SD_BYTES", "NOISE_SHIFT", "default_scale"]
@@ -257,7 +257,7 @@ def noiseless_spec(spec: SpikingSpec) -> SpikingSpec:
     receive the fixed point's hash noise as an input current instead."""
     from dataclasses import replace
 
-    from .spec import PopulationSpec
+    from ...spiking.spec import PopulationSpec
 
     return SpikingSpec(tuple(PopulationSpec(p.name, p.size, p.kind, replace(p.lif, noise="none", noise_std=0.0),
                                             p.rate, p.sign, p.i_ext) if p.kind == "lif" else p

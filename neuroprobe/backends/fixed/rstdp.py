@@ -1,7 +1,7 @@
 """Cascade-trace R-STDP in Loihi-style integer arithmetic (the on-chip learning rule).
 
 The fixed-point twin of :class:`~neuroprobe.rules.rstdp.CascadeRSTDP` for a
-:class:`~neuroprobe.spiking.fixed.FixedProjection`. The Lava backend runs the same arithmetic as
+:class:`~neuroprobe.backends.fixed.network.FixedProjection`. The Lava backend runs the same arithmetic as
 a custom fixed_pt ProcessModel (``backends/lava/lava_side/processes.py``, ``CascadeRSTDPConn``);
 tests/test_lava_backend.py checks that the weights after a run are bit-identical.
 
@@ -36,9 +36,9 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import Tensor
 
-from ..errors import ConfigError
-from ..spiking.fixed import FixedProjection
-from ..spiking.projection import csr_rowptr, padded_rows
+from ...errors import ConfigError
+from .network import FixedProjection
+from ...spiking.projection import csr_rowptr, padded_rows
 
 __all__ = ["FixedRSTDPParams", "FixedCascadeRSTDP", "fixed_rstdp_params"]
 
