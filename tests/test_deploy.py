@@ -18,8 +18,7 @@ from neuroprobe.cli import main
 from neuroprobe.rundir import load_checkpoint_file, read_metrics
 
 _status = lava_status()
-needs_lava = pytest.mark.skipif(not _status["ok"] and os.environ.get("NEUROPROBE_SKIP_LAVA") == "1",
-                                reason=f"Lava skipped on purpose: {_status['detail']}")
+needs_lava = pytest.mark.lava  # skipped only by NEUROPROBE_SKIP_LAVA=1 (tests/conftest.py)
 
 MODEL = """
 [network]

@@ -27,8 +27,7 @@ from neuroprobe.backends.fixed.network import FixedPointNetwork, quantization_re
 
 STEPS = 1000
 _status = lava_status()
-needs_lava = pytest.mark.skipif(not _status["ok"] and os.environ.get("NEUROPROBE_SKIP_LAVA") == "1",
-                                reason=f"Lava skipped on purpose: {_status['detail']}")
+needs_lava = pytest.mark.lava  # skipped only by NEUROPROBE_SKIP_LAVA=1 (tests/conftest.py)
 
 
 def _lif(**kw):
