@@ -5,6 +5,10 @@ its integer simulation.
 actual connectivity and weights) into Loihi's integer representation; ``step`` then simulates it
 with :func:`~neuroprobe.backends.fixed.lif.loihi_lif_step`, bit for bit as Lava's ``fixed_pt``
 LIF and Dense ProcessModels do (tests/test_lava_backend.py checks it against Lava itself).
+A network written in Lava's own integers (``Dense`` weight matrices, ``LIF`` parameters) is built
+with :meth:`FixedProjection.from_lava_dense` and :meth:`FixedPointNetwork.from_integers`;
+:func:`lava_dense_weights` is what Lava's Dense does to the weights it is given (sign mode,
+clipping, LSB truncation; tests/conformance/test_lava_tutorial.py).
 
 Mapping of the float model (norse's Euler step; ``k = dt/tau_mem``, ``scale`` = state units per
 voltage unit, a power of two)::
@@ -14,8 +18,9 @@ voltage unit, a power of two)::
                                              (tau_syn = 0: du = 4095, u forgets every step)
     v ← v(1 − k) + k·i' + k·v_leak          v decays by dv = round(4096·k); bias = k·v_leak·scale
     spike v > v_th, v ← v_reset = 0         vth = round(v_th·scale/64), reset to 0
-    weight w (current jump)                 mantissa round(w·k·scale / 64 / 2**e), 8 bits, one
-                                             exponent e per projection (the smallest that fits)
+    weight w (current jump)                 mantissa round(w·k·scale / 64 / 2**e), one exponent e per
+                                             projection (the smallest that fits); 0..255 in magnitude,
+                                             mixed signs even values in [−256, 254] (Lava's mixed mode)
     membrane noise σ·ξ                       hash noise ((Σ 4 bytes − 510)·mant) >> 8, sd ≈ σ·k·scale/64
 
 What cannot be mapped raises :class:`ConfigError` naming the population: a refractory period
@@ -29,10 +34,12 @@ t uses the spikes of step t − 1 (the torch engine's and Lava's one-step synapt
 """
 from __future__ import annotations
 
+import enum
 import math
 from dataclasses import dataclass
 from typing import Mapping
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -43,7 +50,8 @@ from ...spiking.projection import find_projection
 from ...spiking.spec import SpikingSpec
 
 __all__ = ["FixedPointNetwork", "FixedProjection", "quantize_lif", "quantize_weights", "quantization_report",
-           "NOISE_SD_BYTES", "NOISE_SHIFT", "default_scale"]
+           "NOISE_SD_BYTES", "NOISE_SHIFT", "default_scale", "SignMode", "determine_sign_mode", "lava_dense_weights",
+           "optimize_weight_bits"]
 
 NOISE_SD_BYTES = math.sqrt(4 * (256 ** 2 - 1) / 12)  # sd of a sum of 4 uniform bytes (≈ 147.8)
 NOISE_SHIFT = 8
@@ -87,25 +95,152 @@ def quantize_lif(name: str, p, i_ext: float, dt: float, scale: int) -> tuple[Loi
     return LoihiLIFParameters(du=du, dv=dv, vth=vth, bias_mant=mant, bias_exp=exp), k
 
 
+class SignMode(enum.Enum):
+    """Sign mode of a Dense weight matrix: Lava's ``lava.utils.weightutils.SignMode`` (same names
+    and values)."""
+
+    NULL = 0
+    MIXED = 1
+    EXCITATORY = 2
+    INHIBITORY = 3
+
+
+def _sign_mode(mode) -> SignMode | None:
+    """A SignMode from a SignMode, Lava's SignMode (by name), a name ("mixed") or None."""
+    if mode is None or isinstance(mode, SignMode):
+        return mode
+    name = getattr(mode, "name", mode)
+    if isinstance(name, str) and name.upper() in SignMode.__members__:
+        return SignMode[name.upper()]
+    raise ConfigError(f"sign_mode = {mode!r}: allowed {[m.name.lower() for m in SignMode]} or None (inferred)")
+
+
+def _int32_weights(weights) -> Tensor:
+    """The weight matrix as Lava's Dense stores it (an int32 Var: values truncated toward zero), int64."""
+    w = torch.as_tensor(weights)
+    if w.dtype == torch.bool:
+        w = w.to(torch.int64)
+    if w.is_floating_point():
+        if not bool(torch.isfinite(w).all()):
+            raise ConfigError("Dense weights must be finite")
+        w = torch.trunc(w.double())
+    if w.numel() and (float(w.min()) < -2 ** 31 or float(w.max()) >= 2 ** 31):
+        raise ConfigError("Dense weights must fit in int32 (Lava stores them as int32)")
+    return w.to(torch.int64)
+
+
+def determine_sign_mode(weights) -> SignMode:
+    """Lava's ``determine_sign_mode``: EXCITATORY if no weight is negative, else INHIBITORY if none
+    is positive, else MIXED (an all-zero matrix is EXCITATORY)."""
+    w = torch.as_tensor(weights)
+    if not w.numel():
+        raise ConfigError("determine_sign_mode: no weights")
+    if float(w.min()) >= 0:
+        return SignMode.EXCITATORY
+    if float(w.max()) <= 0:
+        return SignMode.INHIBITORY
+    return SignMode.MIXED
+
+
+def lava_dense_weights(weights, num_weight_bits: int = 8, sign_mode=None) -> Tensor:
+    """The integer weights Lava's fixed_pt Dense (``PyDenseModelBitAcc``, lava-nc 0.10.0) actually
+    uses for the matrix a user gives it, int64, same shape::
+
+        w      = int32(weights)                          (truncation toward zero, as the Var is int32)
+        mode   = sign_mode or determine_sign_mode(w)
+        clip:    MIXED [−256, 255]; INHIBITORY [−255, 0]; EXCITATORY, NULL [0, 255]
+        n      = 8 − num_weight_bits + (mode is MIXED)
+        MIXED, EXCITATORY, NULL: w ← (w >> n) << n        (floor: −3 → −4 for n = 1)
+        INHIBITORY:              w ← −((−w >> n) << n)    (toward zero)
+
+    So a mixed-sign matrix loses its least significant bit (even values in [−256, 254] at 8 bits)
+    and out-of-range values are clipped. ``weight_exp`` is applied to the accumulated input, not
+    here (:meth:`FixedProjection.accumulate`)."""
+    if isinstance(num_weight_bits, bool) or not isinstance(num_weight_bits, int) or not 0 <= num_weight_bits <= 8:
+        raise ConfigError(f"num_weight_bits = {num_weight_bits!r}: must be an integer in [0, 8]")
+    w = _int32_weights(weights)
+    mode = _sign_mode(sign_mode) or (determine_sign_mode(w) if w.numel() else SignMode.EXCITATORY)
+    mixed = mode is SignMode.MIXED
+    n = 8 - num_weight_bits + int(mixed)
+    if mode is SignMode.INHIBITORY:
+        return -(((-w).clamp(0, 255) >> n) << n)
+    w = w.clamp(-256 if mixed else 0, 255)
+    return (w >> n) << n
+
+
+def _np_lshift32(x: Tensor, n: int) -> Tensor:
+    """NumPy's ``int32 << n``: wraps to 32 bits; 0 for a negative count or one beyond 31."""
+    if not 0 <= n < 32:
+        return torch.zeros_like(x)
+    return (((x << n) + 2 ** 31) % 2 ** 32) - 2 ** 31
+
+
+def optimize_weight_bits(weights, sign_mode=None, loihi2: bool = False) -> tuple[Tensor, int, int]:
+    """Lava's ``optimize_weight_bits`` (lava.utils.weightutils, 0.10.0), transcribed with its
+    quirks: (weights << −weight_exp, num_weight_bits, weight_exp) for a matrix within its sign
+    mode's range (MIXED [−256, 255], EXCITATORY [0, 255], INHIBITORY [−255, 0]; else ConfigError).
+    What a Lava user may run before giving weights to Dense; not applied by Dense itself."""
+    w = _int32_weights(weights)
+    mode = _sign_mode(sign_mode) or determine_sign_mode(w)
+    mixed, exc, inh = mode is SignMode.MIXED, mode is SignMode.EXCITATORY, mode is SignMode.INHIBITORY
+    lo = -256 * (mixed + inh) + inh
+    hi = 255 * (mixed + exc)
+    if w.numel() and (int(w.max()) > hi or int(w.min()) < lo):
+        raise ConfigError(f"weights have to be between {lo} and {hi} for sign mode {mode.name}")
+    wmax, wmin = (int(w.max()), int(w.min())) if w.numel() else (0, 0)
+    if wmax == wmin == 0:
+        exp = 0
+    else:  # (a NULL mode with nonzero weights was refused above)
+        if mixed:
+            scale = min(127 / wmax if wmax > 0 else math.inf, -128 / wmin if wmin < 0 else math.inf)
+        else:
+            scale = -255 / wmin if inh else 255 / wmax
+        exp = -(int(np.floor(np.log2(np.float64(scale)))) + int(mixed))
+    n = 8
+    wd = w.double()
+    while n > 0 and float((wd / 2 ** n - torch.round(wd / 2 ** n)).abs().sum()) != 0:
+        n -= 1
+    nbits = 8 + exp - n + int(mixed)
+    out = _np_lshift32(w, -exp)
+    if loihi2:
+        if nbits > 8:
+            raise ConfigError(f"optimize_weight_bits(loihi2=True): num_weight_bits {nbits} > 8 (Lava fails here too)")
+        out = torch.trunc(out.double() / (1 << (8 - nbits)))
+        if mixed:
+            out = torch.trunc(out / 2)
+        out = out.to(torch.int64)
+    return out, nbits, exp
+
+
 def quantize_weights(w_real: Tensor, bits: int = 8, span: float | None = None) -> tuple[Tensor, int]:
-    """Real input values per spike (a-units) → (int64 mantissas, exponent) as Lava's Dense stores
-    them: single-sign weights use ``bits`` bits of magnitude (0..255), mixed signs one less and
-    an even mantissa (Lava truncates their least significant bit). ``span``: the largest |value|
-    the mantissas must be able to reach (default: the largest given)."""
+    """Real input values per spike (a-units) → (int64 mantissas, exponent) as Lava's Dense uses
+    them (:func:`lava_dense_weights` leaves them unchanged): single-sign weights use ``bits`` bits
+    of magnitude (0..255), mixed signs Lava's mixed range, even values in [−2**bits, 2**bits − 2]
+    ([−256, 254]: Lava clears their least significant bit). ``span``: the largest |value| the
+    mantissas must be able to reach (default: the largest given)."""
     mixed = bool((w_real > 0).any() and (w_real < 0).any())
-    top = 2 ** bits - 1 if not mixed else 2 ** (bits - 1) - 1
     m = float(w_real.abs().max()) if w_real.numel() else 0.0
     if span is not None and span > 0:
         m = max(m, span)
     if m == 0:
         return torch.zeros(w_real.shape, dtype=torch.int64), 0
-    exp = math.ceil(math.log2(m / top))
-    while round(m / 2 ** exp) > top:
-        exp += 1
-    mant = torch.round(w_real.double() / 2 ** exp).to(torch.int64).clamp(-top, top)
-    if mixed:  # Lava's truncate_weights clears the LSB of mixed-sign weights: keep them even
-        mant = torch.round(w_real.double() / 2 ** (exp + 1)).to(torch.int64).clamp(-(top // 2), top // 2) * 2
-    return mant, exp
+    if not mixed:
+        top = 2 ** bits - 1
+        exp = math.ceil(math.log2(m / top))
+        while round(m / 2 ** exp) > top:
+            exp += 1
+        mant = torch.round(w_real.double() / 2 ** exp).to(torch.int64).clamp(-top, top)
+    else:  # mant = 2·h, h in [−2**(bits−1), 2**(bits−1) − 1]: Lava's mixed mode (a 1-bit LSB truncation)
+        top, bot = 2 ** (bits - 1) - 1, 2 ** (bits - 1)
+        pos = max(float(w_real.max()), span or 0.0)
+        neg = max(-float(w_real.min()), span or 0.0)
+        exp = math.ceil(math.log2(max(pos / top, neg / bot))) - 1
+        while round(pos / 2 ** (exp + 1)) > top or round(neg / 2 ** (exp + 1)) > bot:
+            exp += 1
+        mant = torch.round(w_real.double() / 2 ** (exp + 1)).to(torch.int64).clamp(-bot, top) * 2
+    # what Lava's Dense does with them (a no-op, except that if rounding leaves only negative
+    # mantissas Lava infers INHIBITORY and clips −256 to −255)
+    return lava_dense_weights(mant), exp
 
 
 @dataclass
@@ -123,6 +258,26 @@ class FixedProjection:
     w_mant: Tensor
     weight_exp: int
     scale_w: float
+
+    @classmethod
+    def from_lava_dense(cls, name: str, pre_pop: str, post_pop: str, weights, weight_exp: int = 0,
+                        num_weight_bits: int = 8, sign_mode=None) -> "FixedProjection":
+        """The projection a Lava user writes as ``Dense(weights=weights, weight_exp=weight_exp,
+        num_weight_bits=num_weight_bits, sign_mode=sign_mode)`` run in fixed_pt: ``weights`` the
+        (n_post, n_pre) integer matrix as given to Lava; the mantissas are what Lava's Dense makes
+        of it (:func:`lava_dense_weights`: sign mode, clipping, LSB truncation) and the accumulated
+        input is shifted by ``weight_exp``. Synapses: the nonzero entries given. ``scale_w`` =
+        2**weight_exp (input units per mantissa unit; there is no float model)."""
+        if isinstance(weight_exp, bool) or not isinstance(weight_exp, int):
+            raise ConfigError(f"projection {name}: weight_exp = {weight_exp!r}: must be an integer")
+        given = _int32_weights(weights)
+        if given.dim() != 2:
+            raise ConfigError(f"projection {name}: Dense weights must be a 2-D (n_post, n_pre) matrix, "
+                              f"got shape {tuple(given.shape)}")
+        W = lava_dense_weights(given, num_weight_bits, sign_mode)
+        post, pre = given.nonzero(as_tuple=True)
+        return cls(name, pre_pop, post_pop, int(given.shape[1]), int(given.shape[0]), pre, post,
+                   W[post, pre].clone(), weight_exp, 2.0 ** weight_exp)
 
     def dense(self) -> Tensor:
         """(…, n_post, n_pre) int64 mantissa matrix (what Lava's Dense gets)."""
@@ -203,6 +358,40 @@ class FixedPointNetwork(nn.Module):
             projs.append(FixedProjection(pr.name, pr.spec.pre, pr.spec.post, pr.n_pre, pr.n_post,
                                          pr.pre.cpu(), pr.post.cpu(), mant, exp, 2 ** exp / (kk * scale / 64)))
         return cls(spec, lif, k, projs, noise, scale, noise_seed)
+
+    @classmethod
+    def from_integers(cls, sizes: Mapping[str, int], lif: Mapping[str, LoihiLIFParameters],
+                      projections: list[FixedProjection], dt: float = 1e-3,
+                      noise_seed: int = 0) -> "FixedPointNetwork":
+        """A network written directly in Loihi's integers, as a Lava user writes it: ``sizes`` per
+        population (in order; those without ``lif`` parameters are "input" populations, their
+        spikes given to :meth:`step`), ``lif`` its fixed-point LIF parameters (Lava's ``LIF(du=,
+        dv=, vth=, bias_mant=, bias_exp=)``), ``projections`` e.g. from
+        :meth:`FixedProjection.from_lava_dense`. ``scale`` is 64 (:meth:`voltage` gives v in
+        threshold-mantissa units); the float spec is descriptive only (tau_mem = dt·4096/dv, …)."""
+        from ...neurons.lif import LIFParameters
+        from ...spiking.spec import PopulationSpec
+
+        unknown = set(lif) - set(sizes)
+        if unknown:
+            raise ConfigError(f"LIF parameters for unknown populations {sorted(unknown)}")
+        pops, k = [], {}
+        for name, size in sizes.items():
+            q = lif.get(name)
+            if q is None:
+                pops.append(PopulationSpec(name, size, "input"))
+                continue
+            k[name] = max(q.dv, 1) / 4096
+            pops.append(PopulationSpec(name, size, "lif", LIFParameters(
+                tau_mem=dt / k[name], tau_syn=dt * 4096 / (q.du + 1), v_th=float(q.vth), dt=dt)))
+        for pr in projections:
+            for end, n in ((pr.pre_pop, pr.n_pre), (pr.post_pop, pr.n_post)):
+                if sizes.get(end) != n:
+                    raise ConfigError(f"projection {pr.name}: population {end!r} of size {sizes.get(end)} "
+                                      f"does not match the weights' {n}")
+            if pr.post_pop not in lif:
+                raise ConfigError(f"projection {pr.name}: post population {pr.post_pop!r} has no LIF parameters")
+        return cls(SpikingSpec(tuple(pops), (), dt), dict(lif), k, list(projections), {}, 64, noise_seed)
 
     def projection(self, name: str) -> FixedProjection:
         return find_projection(self.fixed_projections, name)
