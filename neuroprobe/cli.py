@@ -1,4 +1,4 @@
-"""Command line: ``neuroprobe run | schema | align | plot | deploy | info``.
+"""Command line: ``neuroprobe run | schema | align | plot | deploy | compare | info``.
 
 Bad input (config, file, value, argument) prints one line, ``error: …``, and exits with code 2; a run
 that stops (non-finite weights, a refused checkpoint) exits with code 1. No tracebacks for either.
@@ -16,7 +16,8 @@ from .errors import ConfigError, NeuroprobeError
 def _cmd_run(args) -> None:
     from .runner import run_experiment
 
-    overrides = list(args.set) + ([f"run.backend={args.backend}"] if args.backend else [])
+    overrides = (list(args.set) + ([f"run.backend={args.backend}"] if args.backend else [])
+                 + ([f"run.precision={args.precision}"] if args.precision else []))
     path = run_experiment(args.config, overrides=overrides, seed=args.seed, out=args.out, resume=args.resume)
     summary = json.loads((path / "summary.json").read_text())
     files = sorted(p.name for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
@@ -60,6 +61,13 @@ def _cmd_deploy(args) -> None:
 
     deploy(args.source, backend=args.backend, precision=args.precision, steps=args.steps, out=args.out,
            overrides=args.set, timeout=args.timeout, record_steps=args.record_steps, progress=not args.no_progress)
+
+
+def _cmd_compare(args) -> None:
+    from .compare import compare_runs, format_report
+
+    rep = compare_runs(args.run_a, args.run_b)
+    print(json.dumps(rep) if args.json else format_report(rep))
 
 
 def _cmd_info(args) -> None:
@@ -128,8 +136,10 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="run directory (default runs/<name>-<seed>)")
     r.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a run from its last checkpoint (--set may change only its budget)")
-    r.add_argument("--backend", default=None, choices=["torch", "brian2"],
+    r.add_argument("--backend", default=None, choices=["torch", "brian2", "lava"],
                    help="engine of a spiking experiment (default: the config's run.backend, torch)")
+    r.add_argument("--precision", default=None, choices=["float", "fixed"],
+                   help="float, or Loihi's fixed point (default: the config's run.precision, float)")
     r.set_defaults(func=_cmd_run)
     s = sub.add_parser("schema", help="print the JSON Schema of experiment configs")
     s.set_defaults(func=_cmd_schema)
@@ -157,6 +167,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="spikes of the last N steps are recorded")
     d.add_argument("--no-progress", action="store_true")
     d.set_defaults(func=_cmd_deploy)
+    cm = sub.add_parser("compare", help="spike, voltage, weight and metric agreement of two run directories")
+    cm.add_argument("run_a", metavar="RUN_A")
+    cm.add_argument("run_b", metavar="RUN_B")
+    cm.add_argument("--json", action="store_true", help="print one JSON object")
+    cm.set_defaults(func=_cmd_compare)
     i = sub.add_parser("info", help="versions and backends found")
     i.set_defaults(func=_cmd_info)
     return p

@@ -349,14 +349,15 @@ def _distal_fixed(exp, fx: FixedPointNetwork, net: SpikingNetwork, T: int, gen: 
 
 def _write_distal_metrics(path: Path, times, W, R, k: int, frac: int, scale_w: float, seed: int) -> None:
     """Lava's ``metrics.csv`` in the distal-reward run's format (the torch side's reporter writes the
-    same rows): one row per report, the rewarded synapse's |weight| against the others (float units)."""
-    from .learners.given_inputs import DistalReporter, distal_row
+    same rows): one row per report, the rewarded synapse's |weight| against the others (float units),
+    each row :func:`~neuroprobe.reporters_spiking.distal_row`'s."""
+    from .reporters_spiking import DISTAL_COLUMNS, distal_row
 
-    rows = [",".join(DistalReporter.columns)]
+    rows = [",".join(DISTAL_COLUMNS)]
     for i in range(min(len(W), len(times))):
         w = np.abs(W[i].astype(np.float64)) / 2 ** frac * scale_w
         row = distal_row(float(times[i]), seed, w, k, R[i][0], R[i][1])
-        rows.append(",".join(str(row[c]) for c in DistalReporter.columns))
+        rows.append(",".join(row[c] for c in DISTAL_COLUMNS))
     path.write_text("\n".join(rows) + "\n")
 
 

@@ -1,36 +1,80 @@
-"""Reporters of spiking runs: the distal-reward metrics rows (torch engine and Brian2) and the summary.
+"""Reporters of spiking runs: the distal-reward metrics rows (every engine) and the summary.
 
 Distal reward, one row per trial every ``task.report_every`` seconds (and at the end): ``time`` (s),
 ``seed``, ``w_rewarded``, ``w_mean`` and ``w_p99`` (mean and 99th percentile of |w| of the other
 synapses of the projection), ``rank`` (fraction of other synapses below the rewarded one),
 ``rewards`` and ``coincidences`` (cumulative), ``rate_<population>`` (Hz, mean since the last row,
 every LIF population). The per-row spike counters are in the reporter's ``state_dict``.
+
+:func:`distal_row` is the one computation of such a row, for every engine (torch float, torch
+fixed point, Brian2, Lava, and ``neuroprobe deploy``): it returns the cells as text (floats as
+Python's shortest round-trip ``repr`` of the float64 value, integers in decimal), so every engine
+writes the same bytes for the same state.
 """
 from __future__ import annotations
+
+from typing import Callable, Mapping
 
 import numpy as np
 import torch
 
-__all__ = ["distal_columns", "DistalReporter", "Brian2DistalReporter", "distal_summary", "spiking_summary"]
+__all__ = ["DISTAL_COLUMNS", "distal_columns", "distal_row", "DistalReporter", "ChunkRowsReporter",
+           "Brian2DistalReporter", "distal_summary", "spiking_summary"]
+
+DISTAL_COLUMNS = ["time", "seed", "w_rewarded", "w_mean", "w_p99", "rank", "rewards", "coincidences"]
 
 
 def distal_columns(spec) -> list[str]:
-    return (["time", "seed", "w_rewarded", "w_mean", "w_p99", "rank", "rewards", "coincidences"]
-            + [f"rate_{p.name}" for p in spec.populations if p.kind == "lif"])
+    """The columns of a distal-reward run: :data:`DISTAL_COLUMNS` and ``rate_<p>`` per LIF population."""
+    return DISTAL_COLUMNS + [f"rate_{p.name}" for p in spec.populations if p.kind == "lif"]
+
+
+def _cell(x) -> str:
+    return repr(float(x))
+
+
+def distal_row(time: float, seed: int, w, rewarded: int, rewards: int, coincidences: int,
+               spikes: Mapping[str, tuple[float, int]] | None = None, steps: int = 0, dt: float = 0.0) -> dict:
+    """One distal-reward metrics row, as text cells.
+
+    time: end of the report (s; give ``step * dt`` with an integer step); w: (S,) weights of the
+    plastic projection in float units (signed or |w|; numpy or torch); rewarded: the rewarded
+    synapse's index in w; rewards, coincidences: the protocol's cumulative counts; spikes: per LIF
+    population ``(spike count since the last row, population size)`` over ``steps`` steps of
+    ``dt`` (adds ``rate_<population>`` = count / (size · steps · dt) Hz; without it the row has the
+    first eight columns only). Statistics in float64: |w| of the other synapses, their mean, their
+    99th percentile (linear interpolation) and the fraction below the rewarded synapse."""
+    mag = torch.as_tensor(np.asarray(w) if not isinstance(w, torch.Tensor) else w).detach()
+    mag = mag.to(device="cpu", dtype=torch.float64).abs().reshape(-1)
+    k = int(rewarded)
+    wr = mag[k]
+    others = torch.cat([mag[:k], mag[k + 1:]])
+    if others.numel() == 0:  # a one-synapse projection: no others to compare with
+        others = torch.full((1,), float("nan"), dtype=torch.float64)
+    row = {"time": _cell(time), "seed": str(int(seed)), "w_rewarded": _cell(wr), "w_mean": _cell(others.mean()),
+           "w_p99": _cell(others.quantile(0.99)), "rank": _cell((others < wr).double().mean()),
+           "rewards": str(int(rewards)), "coincidences": str(int(coincidences))}
+    for p, (count, size) in (spikes or {}).items():
+        row[f"rate_{p}"] = _cell(float(count) / (int(size) * int(steps) * dt))
+    return row
 
 
 class DistalReporter:
-    """Distal-reward rows of the torch engine (one loop step = one network step).
+    """Distal-reward rows of a network batched over B trials, one loop step = one network step
+    (the torch engine, float or fixed point).
 
-    Reads the step's spikes (the transition's action), the plastic projection's weights and the
-    protocol's reward counters.
+    Reads the step's spikes (the transition's action: ``{population: (B, N)}``), the plastic
+    projection's weights (``weights()``: (B, S) or (S,) in float units; default
+    ``proj.weight``) and the protocol's counters ``rewards``/``coincidences`` (B,).
     """
 
     key = ["time", "seed"]
 
-    def __init__(self, spec, proj, protocol, rewarded: torch.Tensor, seed: int, n_steps: int, every: int):
+    def __init__(self, spec, proj, protocol, rewarded: torch.Tensor, seed: int, n_steps: int, every: int,
+                 weights: Callable[[], torch.Tensor] | None = None):
         self.columns = distal_columns(spec)
         self.proj, self.protocol, self.rewarded = proj, protocol, rewarded
+        self.weights = weights if weights is not None else (lambda: proj.weight.detach())
         self.seed, self.n_steps, self.every, self.dt = seed, int(n_steps), int(every), spec.dt
         self.B = int(rewarded.numel())
         self.sizes = {p.name: p.size for p in spec.populations if p.kind == "lif"}
@@ -50,24 +94,15 @@ class DistalReporter:
         self.step += 1
         if not (self.step % self.every == 0 or self.step == self.n_steps):
             return []
-        B, dt = self.B, self.dt
-        w = self.proj.weight.detach().double().cpu()
-        mag = w.abs()
-        wr = mag[torch.arange(B), self.rewarded]
-        mask = torch.ones_like(mag, dtype=torch.bool)
-        mask[torch.arange(B), self.rewarded] = False
-        others = mag[mask].view(B, -1)
-        out = []
-        for b in range(B):
-            row = {"time": self.step * dt, "seed": self.seed + b, "w_rewarded": float(wr[b]),
-                   "w_mean": float(others[b].mean()), "w_p99": float(others[b].quantile(0.99)),
-                   "rank": float((others[b] < wr[b]).double().mean()), "rewards": int(self.protocol.rewards[b]),
-                   "coincidences": int(self.protocol.coincidences[b])}
-            row.update({f"rate_{p}": float(self.counts[p][b]) / (n * self.steps_in_row * dt)
-                        for p, n in self.sizes.items()})
-            out.append(row)
-        self._postfix = (f"w* {float(wr.mean()):.3f} vs p99 {float(others.quantile(0.99, dim=1).mean()):.3f}"
-                         f" · rewards {int(self.protocol.rewards.sum())}")
+        w = self.weights()
+        w = w.expand(self.B, -1) if w.dim() == 1 else w
+        out = [distal_row(self.step * self.dt, self.seed + b, w[b], int(self.rewarded[b]),
+                          int(self.protocol.rewards[b]), int(self.protocol.coincidences[b]),
+                          {p: (float(self.counts[p][b]), n) for p, n in self.sizes.items()}, self.steps_in_row,
+                          self.dt) for b in range(self.B)]
+        wr = np.mean([float(r["w_rewarded"]) for r in out])
+        p99 = np.mean([float(r["w_p99"]) for r in out])
+        self._postfix = f"w* {wr:.3f} vs p99 {p99:.3f} · rewards {int(self.protocol.rewards.sum())}"
         self.counts = self._zeros()
         self.steps_in_row = 0
         return out
@@ -93,10 +128,11 @@ class DistalReporter:
         self.counts = {p: torch.as_tensor(s["counts"][p], dtype=torch.float64).clone() for p in self.sizes}
 
 
-class Brian2DistalReporter:
-    """Distal-reward rows of Brian2 runs: the agent computes them inside Brian2's closed loop (the
-    action of a loop step is the chunk's rows); trials run one after another, so the schedule
-    counts the steps of completed trials (checkpoints fall on trial boundaries)."""
+class ChunkRowsReporter:
+    """Distal-reward rows computed by the agent (Brian2's closed loop, a finished Lava run): the
+    action of a loop step is the rows of its chunk; trials run one after another in
+    :class:`~neuroprobe.tasks.distal_loop.TrialChunks`, so the schedule counts the steps of
+    completed trials (checkpoints fall on trial boundaries)."""
 
     key = ["time", "seed"]
 
@@ -109,7 +145,8 @@ class Brian2DistalReporter:
         rows = list(tr.action)
         if rows:
             r = rows[-1]
-            self._postfix = f"trial {r['seed']} · w* {r['w_rewarded']:.3f} vs p99 {r['w_p99']:.3f} · rewards {r['rewards']}"
+            self._postfix = (f"trial {r['seed']} · w* {float(r['w_rewarded']):.3f} vs p99 {float(r['w_p99']):.3f}"
+                             f" · rewards {r['rewards']}")
         return rows
 
     def progress(self) -> tuple[int, int]:
@@ -129,6 +166,9 @@ class Brian2DistalReporter:
 
     def load_state_dict(self, s: dict) -> None:
         pass
+
+
+Brian2DistalReporter = ChunkRowsReporter  # the name of earlier versions
 
 
 def distal_summary(m: dict) -> dict:

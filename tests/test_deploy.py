@@ -130,6 +130,8 @@ def test_deploy_distal_on_chip_learning_matches_torch_fixed_point(tmp_path, caps
     assert (out / "metrics_torch_fixed.csv").read_bytes() == (out / "torch-fixed" / "metrics.csv").read_bytes()
     mt = read_metrics(out / "metrics_torch_fixed.csv")
     assert mt["w_rewarded"] == m["w_rewarded"] and mt["rewards"] == m["rewards"]
+    # one row function (reporters_spiking.distal_row) and one format (floats as repr) on both sides
+    assert (out / "metrics.csv").read_bytes() == (out / "metrics_torch_fixed.csv").read_bytes()
     # the float twin of the deployment (experiments/distal_float_twin.py) runs through the same loop
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "experiments"))
     import distal_float_twin

@@ -122,6 +122,7 @@ class ExperimentBase(StrictModel):
         if self.device != "cpu" and self.run.backend == "brian2":
             raise ValueError(f"'device' = {self.device!r}: Brian2 runs on the CPU (run.backend = 'brian2'); use "
                              f"device = \"cpu\" or run.backend = 'torch'")
+        _check_backend(self)
         rule.check(self)
         self._schedule = _schedule(self)
         _check_memory(self)
@@ -149,6 +150,29 @@ class ExperimentBase(StrictModel):
     def to_toml_dict(self) -> dict:
         """The resolved config as written to a run's ``config.toml`` (loads back to an equal Experiment)."""
         return self.model_dump(mode="json", exclude_none=True)
+
+
+def _check_backend(exp) -> None:
+    """The engine (run.backend, run.precision) exists and runs this experiment: Brian2 is float
+    only; rate experiments run on torch in float only; a spiking rule runs on the pairs it lists
+    in ``backends`` (default torch float only); fixed point and Lava run on the CPU."""
+    run, task, rule = exp.run, exp.task, exp.rule
+    pair = (run.backend, run.precision)
+    if run.backend == "brian2" and run.precision != "float":
+        raise ValueError(f"'run.precision' = {run.precision!r}: Brian2 runs in float only (run.backend = 'brian2'); "
+                         f"use run.precision = 'float', or run.backend = 'torch' or 'lava' for fixed point")
+    key, value = ("run.backend", run.backend) if run.backend != "torch" else ("run.precision", run.precision)
+    if task.family != "spiking" and pair != ("torch", "float"):
+        raise ValueError(f"'{key}' = {value!r}: rate experiments (task {task.name!r}) run on the torch engine in "
+                         f"float only (run.backend = 'torch', run.precision = 'float')")
+    allowed = tuple(getattr(type(rule), "backends", (("torch", "float"),)))
+    if pair not in allowed:
+        have = ", ".join(f"{b}/{p}" for b, p in allowed)
+        raise ValueError(f"'{key}' = {value!r}: rule {rule.name!r} (task {task.name!r}) runs on {have} "
+                         f"(run.backend/run.precision)")
+    if exp.device != "cpu" and (run.precision == "fixed" or run.backend == "lava"):
+        raise ValueError(f"'device' = {exp.device!r}: the fixed-point engine and Lava run on the CPU "
+                         f"(run.backend = {run.backend!r}, run.precision = {run.precision!r}); use device = \"cpu\"")
 
 
 def _inline(spec) -> dict:

@@ -111,8 +111,10 @@ class RunSection(StrictModel):
     """Show a progress bar."""
     threads: Annotated[StrictInt, Field(ge=1, le=256)] = 1
     """torch CPU threads (small networks run fastest on one)."""
-    backend: Literal["torch", "brian2"] = "torch"
-    """Engine of a spiking experiment."""
+    backend: Literal["torch", "brian2", "lava"] = "torch"
+    """Engine of a spiking experiment: torch, Brian2 or Lava (neuroprobe.backends.BACKENDS)."""
+    precision: Literal["float", "fixed"] = "float"
+    """Arithmetic of the engine: float, or Loihi's fixed point (torch's integer engine, Lava fixed_pt)."""
     propagation: Literal["auto", "dense", "event", "csr"] = "auto"
     """How spikes cross sparse projections in the torch engine."""
     record_last: NonNegFloat = 10.0

@@ -2,15 +2,13 @@
 chip's rule, run by :class:`~neuroprobe.loop.Loop` (so the torch side of ``neuroprobe deploy``
 and the float twin of an on-chip run are resumable run directories like any other run).
 
-* :class:`GivenInputs` (task): T steps of pre-drawn input spikes (plus optional per-step currents,
-  e.g. the chip's membrane noise for a float twin); with a reward protocol
-  (:class:`~neuroprobe.tasks.distal_reward.FixedDistalReward`) the step's reward is its dopamine;
-* :class:`NetworkAgent` (agent): a :class:`~neuroprobe.spiking.SpikingNetwork` or
-  :class:`~neuroprobe.backends.fixed.network.FixedPointNetwork` stepped on the task's inputs; acts = spikes;
+* :class:`GivenInputs` (task) and :class:`NetworkAgent` (agent): networks stepped on pre-drawn
+  inputs, with an optional reward protocol (defined in :mod:`neuroprobe.backends.fixed.parts`,
+  re-exported here);
 * learners: :class:`NullLearner` (frozen network), :class:`FixedRSTDPLearner` (the integer
   cascade R-STDP, :class:`~neuroprobe.backends.fixed.rstdp.FixedCascadeRSTDP`, weights changed in
-  place) and :class:`FloatRSTDPLearner` (the float ``CascadeRSTDP``: ``.grad`` at reward steps,
-  applied by SGD);
+  place; from :mod:`neuroprobe.backends.fixed.parts`) and :class:`FloatRSTDPLearner` (the float
+  ``CascadeRSTDP``: ``.grad`` at reward steps, applied by SGD);
 * reporters: :class:`DistalReporter` (the distal-reward rows ``time,seed,w_rewarded,w_mean,w_p99,
   rank,rewards,coincidences`` every ``every`` steps and at the last) and :class:`SpikeCountReporter`;
 * :class:`Agreement` (callback): compares the torch engine step by step with a reference run
@@ -29,140 +27,19 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..io.state import restore_like
+from ..backends.fixed.parts import (FixedRSTDPLearner, GivenInputs, NetworkAgent, load_protocol_state,
+                                    protocol_state)
 from ..loop import Loop
+from ..protocols import Callback, NullLearner, RuleLearner, RunParts, Transition
+from ..reporters_spiking import DISTAL_COLUMNS, distal_row
 from ..rundir import RunDir
-from ..protocols import Callback, ModuleAgent, NullLearner, RuleLearner, RunParts, Transition
 
 __all__ = ["GivenInputs", "NetworkAgent", "NullLearner", "FixedRSTDPLearner", "FloatRSTDPLearner",
            "DistalReporter", "SpikeCountReporter", "Agreement", "fixed_distal_parts", "float_distal_parts",
-           "open_loop_parts", "run_side", "protocol_state", "load_protocol_state"]
-
-
-# ---------------------------------------------------------------------------------- task
-def protocol_state(p) -> dict:
-    """State of a :class:`~neuroprobe.tasks.distal_reward.FixedDistalReward` (it has no state_dict)."""
-    return {"t": p.t, "last_pre": p.last_pre.clone(), "schedule": p.schedule.clone(), "dopamine": p.dopamine.clone(),
-            "coincidences": p.coincidences.clone(), "rewards": p.rewards.clone()}
-
-
-def load_protocol_state(p, s: dict) -> None:
-    p.t = int(s["t"])
-    for k in ("last_pre", "schedule", "dopamine", "coincidences", "rewards"):
-        setattr(p, k, s[k].clone())
-
-
-class GivenInputs:
-    """T steps of given inputs (Task protocol, one trial).
-
-    inputs: per input population its (T, N) spikes; ``dtype``: what the network takes (bool for the
-    fixed point, float64 for float). currents: ``t -> {population: (1, N) current}`` for the 1-based
-    step t (added to the observation). protocol: a reward protocol stepped with the spikes of
-    ``pops = (pre, post)``; its dopamine is the step's reward (else 0). ``info["t"]``: the step
-    just done (1-based)."""
-
-    def __init__(self, inputs: Mapping[str, Tensor], steps: int, dtype: torch.dtype,
-                 currents: Callable[[int], dict] | None = None, protocol=None, pops: tuple[str, str] | None = None):
-        self.inputs, self.T, self.dtype = dict(inputs), int(steps), dtype
-        self.currents, self.protocol, self.pops = currents, protocol, pops
-        self.t = 0
-        self._zero = torch.zeros(1, dtype=torch.int64)
-
-    def _obs(self, t: int) -> dict:
-        i = min(t, self.T - 1)  # after the last step: the last inputs again (the loop keeps an observation)
-        obs = {}
-        if self.currents is not None:
-            obs.update(self.currents(i + 1))
-        obs.update({k: v[i:i + 1].to(self.dtype, copy=True) for k, v in self.inputs.items()})
-        return obs
-
-    def reset(self, seed: int):
-        self.t = 0
-        return self._obs(0), {}
-
-    def step(self, z):
-        if self.protocol is not None:
-            pre, post = self.pops
-            reward = self.protocol.step(z[pre], z[post])
-        else:
-            reward = self._zero
-        self.t += 1
-        done = torch.tensor([self.t >= self.T])
-        return self._obs(self.t), reward, done, torch.zeros(1, dtype=torch.bool), {"t": self.t}
-
-    def finished(self) -> bool:
-        return self.t >= self.T
-
-    def state_dict(self) -> dict:
-        return {"t": self.t, "protocol": protocol_state(self.protocol) if self.protocol is not None else None}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.t = int(s["t"])
-        if self.protocol is not None:
-            load_protocol_state(self.protocol, s["protocol"])
-
-
-# ---------------------------------------------------------------------------------- agent
-class NetworkAgent(ModuleAgent):
-    """A network stepped on the task's inputs, one trial; ``plastic``: float projections whose
-    weights a learner changes (clamped to their bounds after each update)."""
-
-    def __init__(self, net, plastic: tuple = ()):
-        self.net, self.plastic = net, tuple(plastic)
-        self.fixed = hasattr(net, "fixed_projections")
-        self.state = net.init_state(1)
-
-    def act(self, obs):
-        with torch.no_grad():
-            z, self.state = self.net.step(self.state, obs)
-        return z
-
-    def voltage(self, name: str) -> Tensor:
-        """(N,) membrane potential of trial 0 in the float model's voltage units."""
-        return self.net.voltage(self.state, name)[0] if self.fixed else self.state["lif"][name].v[0]
-
-    def constrain(self) -> None:
-        with torch.no_grad():
-            for pr in self.plastic:
-                pr.clamp_()
-
-    def state_dict(self) -> dict:
-        if self.fixed:
-            return {"state": self.state, "w_mant": {pr.name: pr.w_mant for pr in self.net.fixed_projections}}
-        return {"state": self.state, "net": self.net.state_dict()}
-
-    def load_state_dict(self, s: dict) -> None:
-        self.state = restore_like(self.net.init_state(1), s["state"])
-        if self.fixed:
-            for pr in self.net.fixed_projections:
-                pr.w_mant = s["w_mant"][pr.name].clone()
-        else:
-            self.net.load_state_dict(s["net"])
+           "open_loop_parts", "run_side", "protocol_state", "load_protocol_state", "distal_row"]
 
 
 # ---------------------------------------------------------------------------------- learners
-class FixedRSTDPLearner(RuleLearner):
-    """The integer cascade R-STDP on chip: ``rule.step(pre spikes, post spikes, dopamine)`` every
-    step; the weights change in place (no ``.grad``, no optimizer)."""
-
-    def __init__(self, rule, pre: str, post: str):
-        self.rule, self.pre, self.post = rule, pre, post
-
-    def learn(self, tr: Transition) -> bool:
-        z = tr.action
-        self.rule.step(z[self.pre], z[self.post], tr.reward)
-        return False
-
-    def state_dict(self) -> dict:
-        r = self.rule
-        return {"x": r.x.clone(), "y": r.y.clone(), "e": r.e.clone(), "w_acc": r.w_acc.clone()}
-
-    def load_state_dict(self, s: dict) -> None:
-        r = self.rule
-        r.x, r.y, r.e, r.w_acc = (s[k].clone() for k in ("x", "y", "e", "w_acc"))
-        r.proj.w_mant = r.w_acc >> r.p.frac_bits
-
-
 class FloatRSTDPLearner(RuleLearner):
     """The float ``CascadeRSTDP``: eligibility every step; at steps with dopamine d ≠ 0,
     ``.grad = −(d · unit) · e`` (``unit``: float dopamine per unit of the task's reward), applied by
@@ -215,9 +92,10 @@ class _StepReporter:
 class DistalReporter(_StepReporter):
     """The distal-reward rows: the rewarded synapse ``k``'s |weight| against the others (float
     units, from ``weights()``: (S,) float64 |w| of trial 0) and the protocol's counts
-    ``counts() -> (rewards, coincidences)``; numbers formatted as the deploy metrics always were."""
+    ``counts() -> (rewards, coincidences)``; each row is
+    :func:`~neuroprobe.reporters_spiking.distal_row`'s (the one row of every engine)."""
 
-    columns = ["time", "seed", "w_rewarded", "w_mean", "w_p99", "rank", "rewards", "coincidences"]
+    columns = DISTAL_COLUMNS
     key = ["time", "seed"]
 
     def __init__(self, steps: int, every: int, dt: float, seed: int, rewarded: int,
@@ -236,14 +114,6 @@ class DistalReporter(_StepReporter):
 
     def postfix(self) -> str:
         return self.last
-
-
-def distal_row(time: float, seed: int, w: np.ndarray, k: int, rewards: int, coincidences: int) -> dict:
-    """One distal-reward metrics row from |weights| ``w`` (float units) and the rewarded index ``k``."""
-    others = np.delete(w, k)
-    return {"time": f"{time:.3f}", "seed": seed, "w_rewarded": f"{w[k]:.6g}", "w_mean": f"{others.mean():.6g}",
-            "w_p99": f"{np.percentile(others, 99):.6g}", "rank": f"{(others < w[k]).mean():.6g}",
-            "rewards": int(rewards), "coincidences": int(coincidences)}
 
 
 class SpikeCountReporter(_StepReporter):

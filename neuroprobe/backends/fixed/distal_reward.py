@@ -60,3 +60,13 @@ class FixedDistalReward:
         y = self.dopamine * (4096 - self.r_d)
         self.dopamine = torch.sign(y) * (y.abs() >> 12) + self.amp * delivered
         return self.dopamine
+
+    def state_dict(self) -> dict:
+        return {"t": self.t, "last_pre": self.last_pre.clone(), "schedule": self.schedule.clone(),
+                "dopamine": self.dopamine.clone(), "coincidences": self.coincidences.clone(),
+                "rewards": self.rewards.clone()}
+
+    def load_state_dict(self, s: dict) -> None:
+        self.t = int(s["t"])
+        for k in ("last_pre", "schedule", "dopamine", "coincidences", "rewards"):
+            setattr(self, k, s[k].clone())
