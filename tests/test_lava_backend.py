@@ -195,6 +195,32 @@ def test_quantization_report_and_unmappable_networks():
         FixedPointNetwork.from_float(SpikingNetwork(bad))
 
 
+def test_mixed_sign_weights_use_lavas_full_range():
+    """A mixed-sign projection is quantised to Lava Dense's mixed range: even mantissas in
+    [−256, 254] (not ±126), left unchanged by Lava's weight handling; single-sign ones to 0..255."""
+    from neuroprobe.backends.fixed.network import lava_dense_weights
+
+    spec = spec_from_dict({"network": {"dt": 1e-3}, "population": [
+        {"name": "a", "size": 40, "kind": "lif", "sign": "none", "lif": _lif()},
+        {"name": "b", "size": 30, "kind": "lif", "sign": "excitatory", "lif": _lif()}], "projection": [
+        {"pre": "a", "post": "b", "p": 0.5, "weight": 0.1, "weight_std": 1.0},
+        {"pre": "b", "post": "a", "p": 0.5, "weight": 0.5, "weight_std": 0.2}]})
+    net = SpikingNetwork(spec, torch.Generator().manual_seed(0), dtype=torch.float64)
+    fx = FixedPointNetwork.from_float(net)
+    mixed, single = fx.projection("a->b"), fx.projection("b->a")
+    w = net.projection("a->b").weight.detach()
+    assert (w > 0).any() and (w < 0).any()
+    m = mixed.w_mant
+    assert (m % 2 == 0).all() and int(m.min()) >= -256 and int(m.max()) <= 254
+    assert max(-int(m.min()), int(m.max())) > 126  # the full range: beyond the old ±126
+    assert int(single.w_mant.max()) > 127 and int(single.w_mant.min()) >= 0
+    for fp in (mixed, single):
+        assert torch.equal(lava_dense_weights(fp.dense()), fp.dense())
+    # the rounding error is at most one LSB pair (2·2**exp), in the float model's units
+    err = (m.double() * mixed.scale_w - w).abs().max()
+    assert err <= mixed.scale_w * (1 + 1e-9)
+
+
 def test_missing_lava_interpreter_is_one_clear_error(monkeypatch, tmp_path):
     monkeypatch.setenv("NEUROPROBE_LAVA_PYTHON", str(tmp_path / "nope" / "python"))
     assert not lava_status()["ok"] and "no Lava interpreter" in lava_status()["detail"]

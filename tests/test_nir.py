@@ -17,11 +17,13 @@ from neuroprobe.backends.norse_cells import norse_available
 from neuroprobe.errors import ConfigError
 from neuroprobe.io import NIRImport, export_nir, import_nir
 from neuroprobe.io.nir import SIDECAR_FORMAT, sidecar_path
+from neuroprobe.spec import CascadeKernel, RSTDPSpec, SpikingNRLSpec
 from neuroprobe.spiking import SpikingNetwork, spec_from_dict
 
 needs_norse = pytest.mark.skipif(not norse_available(), reason="norse is not installed")
 
-RULE = {"name": "rstdp", "lr": 0.01, "projection": "exc->exc", "order": 6, "delay": 2.0, "normalize": "peak"}
+RULE = RSTDPSpec(projection="exc->exc", kernel=CascadeKernel(6, 2.0, "peak"), lr=0.01)
+RULE_TABLE = {"name": "rstdp", "lr": 0.01, "projection": "exc->exc", "order": 6, "delay": 2.0, "normalize": "peak"}
 
 
 def _spec(sidecar_fields=True, engine="torch"):
@@ -110,10 +112,11 @@ def test_sidecar_layout(tmp_path):
     path = export_nir(net, tmp_path / "net.nir", rule=RULE)
     assert sidecar_path(path).name == "net.nir.neuroprobe.json"
     side = json.loads(sidecar_path(path).read_text())
-    assert side["format"] == SIDECAR_FORMAT and side["version"] == 1 and side["graph"] == "net.nir"
+    assert side["format"] == SIDECAR_FORMAT and side["version"] == 2 and side["graph"] == "net.nir"
     assert side["dt"] == 1e-3 and side["engine"] == "torch" and side["time_scaling_factor"] == 1.0
     assert side["cuba_input"] == "jump" and side["synaptic_delay_steps"] == 1
-    assert side["rule"] == RULE and side["extra"] is None
+    assert side["rule"] == RULE.to_dict() and side["extra"] is None
+    assert side["rule"]["kernel"] == {"type": "cascade_kernel", "order": 6, "delay": 2.0, "normalize": "peak"}
     pops = {p["name"]: p for p in side["populations"]}
     assert pops["inp"]["lif"] is None and pops["inp"]["kind"] == "input"
     assert pops["exc"]["lif"] == {"v_reset": -0.1, "t_ref": 2e-3, "noise": "none", "noise_std": 0.0, "rho0": 100.0,
@@ -264,8 +267,13 @@ def test_per_trial_weights_and_sidecar_checks(tmp_path):
     with pytest.raises(ConfigError, match=r"dt = 0\.001 in the sidecar but dt = 0\.002"):
         import_nir(path, dt=2e-3)
     assert import_nir(path, dt=2e-3, sidecar=False).spec.dt == 2e-3
-    with pytest.raises(ConfigError, match="rule must be JSON-serialisable"):
+    with pytest.raises(ConfigError, match=r"export_nir: rule name = 'x': allowed \['rstdp', 'spiking_nrl'\]"):
         export_nir(net, tmp_path / "c.nir", trial=0, rule={"name": "x", "f": object()})
+    with pytest.raises(ConfigError, match=r"export_nir: kernel delay = -1\.0"):
+        export_nir(net, tmp_path / "c.nir", trial=0, rule={**RULE_TABLE, "delay": -1.0})
+    with pytest.raises(ConfigError, match="rule must be an RSTDPSpec"):
+        export_nir(net, tmp_path / "c.nir", trial=0, rule="rstdp")
+    assert not (tmp_path / "c.nir").exists()  # nothing written
 
 
 # ------------------------------------------------------------------------------------ errors
@@ -444,3 +452,71 @@ def test_sidecar_that_does_not_match_the_graph(tmp_path):
     nir.write(path, g)
     with pytest.raises(ConfigError, match=r"node 'inh' \(LIF\): v_reset = 0.5 in the graph but 0.0 in the sidecar"):
         import_nir(path)
+
+
+def test_rule_specs_in_the_sidecar(tmp_path):
+    """The sidecar stores rule specs: an RSTDPSpec, its config-table dict (converted and
+    validated) and a SpikingNRLSpec come back as specs; a version-1 sidecar's config table is read
+    as a spec; a bad rule in a sidecar is one line naming it."""
+    net = _network(_spec())
+    path = export_nir(net, tmp_path / "a.nir", rule=RULE_TABLE)
+    assert import_nir(path).rule == RULE
+    nrl = SpikingNRLSpec(lr=0.05, projections=("exc->inh",))
+    assert import_nir(export_nir(net, tmp_path / "b.nir", rule=nrl)).rule == nrl
+    assert import_nir(export_nir(net, tmp_path / "c.nir")).rule is None
+    side_file = sidecar_path(path)
+    side = json.loads(side_file.read_text())
+    side_file.write_text(json.dumps({**side, "version": 1, "rule": RULE_TABLE}))  # a version-1 sidecar
+    assert import_nir(path).rule == RULE
+    side_file.write_text(json.dumps({**side, "rule": {**RULE.to_dict(), "tau_plus": 0}}))
+    with pytest.raises(ConfigError, match=r"a\.nir\.neuroprobe\.json: rstdp tau_plus = 0") as ei:
+        import_nir(path)
+    assert "\n" not in str(ei.value)
+
+
+def _lif_scalars_as_ones(n_written: int, tau=0.02):
+    """A LIF node whose parameters are written as shape (1,) (v_threshold (n,) when n_written > 1:
+    NIR's constructor refuses mixed shapes, so that node is changed after construction)."""
+    node = nir.LIF(tau=np.array([tau]), r=np.array([1.0]), v_leak=np.array([0.0]), v_threshold=np.array([1.0]),
+                   v_reset=np.array([0.0]))
+    if n_written > 1:
+        node.v_threshold = np.full(n_written, 1.0)
+    return node
+
+
+@pytest.mark.parametrize("n_written", [1, 3])
+def test_shape_one_parameters_are_scalars(tmp_path, n_written):
+    """Parameters of shape (1,) are scalars: a LIF node of 3 neurons (its size from the weights)
+    with all, or some, parameters written as shape (1,) imports as the same population as with
+    (3,) parameters, and (needs norse) runs the same as norse's from_nir of that graph."""
+    nodes, edges = _chain(pop=_lif_scalars_as_ones(n_written))
+    imp = import_nir(_graph(nodes, edges), dt=1e-3)
+    ref = import_nir(_graph(*_chain()), dt=1e-3)
+    assert imp.spec == ref.spec and imp.spec.population("pop").size == 3
+    # a node with (1,) parameters and nothing else giving a size is one neuron
+    one = import_nir(_graph({"pop": _lif_scalars_as_ones(1), "pop.out": nir.Output(np.array([1]))},
+                            [("pop", "pop.out")]), dt=1e-3)
+    assert one.spec.population("pop").size == 1
+    if n_written > 1 or not norse_available():  # a file holds what NIR's constructor accepts: all (1,)
+        return
+    import norse.torch as norse_torch
+
+    nodes["w"] = nir.Linear(np.full((3, 4), 0.9, np.float32))
+    path = tmp_path / "ones.nir"
+    nir.write(path, _graph(nodes, edges))
+    imp = import_nir(path, dt=1e-3)
+    assert imp.spec.population("pop").size == 3
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # nirtorch.load's deprecation warning
+        model = norse_torch.from_nir(nir.read(path, type_check=False), dt=1e-3)
+    x = _inputs(60, 2, 4, seed=5, p=0.5)
+    got = _run(imp.network, x, name="x")
+    xd = torch.cat([torch.zeros(1, 2, 4), x[:-1]])
+    state, z_norse = None, []
+    with torch.no_grad():
+        for t in range(60):
+            z, state = model(xd[t], state)
+            z_norse.append(z)
+    z_np = torch.stack([z["pop"] for z, _ in got])
+    assert z_np.sum() > 10
+    assert torch.equal(z_np, torch.stack(z_norse).reshape(z_np.shape))

@@ -128,3 +128,19 @@ def test_spiking_nrl_needs_noise():
     net = _net(batch=2)
     with pytest.raises(ConfigError, match="membrane noise"):
         SpikingNRL([net.projections[0]], {}, 2)
+
+
+def test_rstdp_kernel_is_the_cascade_kernel_spec():
+    """CascadeRSTDP takes its cascade from neuroprobe.spec.CascadeKernel: its trace's transition is
+    kernel.transition(dt) bit for bit, and from_spec builds the same rule from an RSTDPSpec."""
+    from neuroprobe.spec import CascadeKernel, RSTDPSpec
+
+    proj = _net().projections[0]
+    rule = CascadeRSTDP(proj, 1, order=6, delay=2.0, dt=1e-3, normalize="peak")
+    assert rule.kernel == CascadeKernel(6, 2.0, "peak")
+    assert torch.equal(rule.trace.transition, torch.from_numpy(rule.kernel.transition(1e-3)))
+    spec = RSTDPSpec(projection=proj.name, kernel=CascadeKernel(6, 2.0), lr=0.1, a_minus=1.5)
+    other = CascadeRSTDP.from_spec(proj, 1, spec, 1e-3)
+    assert torch.equal(other.trace.transition, rule.trace.transition) and other.trace.scale == rule.trace.scale
+    with pytest.raises(ConfigError, match="spec is for projection"):
+        CascadeRSTDP.from_spec(proj, 1, RSTDPSpec(projection="x->y", kernel=CascadeKernel(2, 0.1), lr=0.1), 1e-3)

@@ -287,3 +287,18 @@ def test_errors(call, exc, match):
         call()
     assert isinstance(info.value, NeuroprobeError) and isinstance(info.value, ValueError)
     assert "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("order", [1, 2, 6, 10])
+def test_cascade_rate_and_transition_come_from_cascade_kernel(order):
+    """The step-unit functions delegate to neuroprobe.spec.CascadeKernel (the one definition of the
+    cascade's rate and transition): the same numbers, bit for bit, with the delay in steps (dt = 1)
+    and in seconds."""
+    from neuroprobe.spec import CascadeKernel
+    from neuroprobe.traces.kernels import decay_rate
+
+    for delay_steps, dt in ((7.5, 1.0), (50.0, 1e-3), (2000.0, 1e-3)):
+        k = CascadeKernel(order, delay_steps * dt)
+        assert decay_rate(order, k.delay / dt) == k.step_rate(dt)
+        assert torch.equal(cascade_transition(order, k.delay / dt), torch.from_numpy(k.transition(dt)))
+    assert CascadeKernel(order, 3.0).rate == ((order - 1) / 3.0 if order > 1 else 1 / 3.0)

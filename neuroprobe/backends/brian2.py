@@ -62,10 +62,10 @@ plastic projection's Synapses as synaptic variables: pre/post STDP traces ``x``,
     dx/dt = -x/tau_plus : 1 (clock-driven)      ds1/dt = -ca*s1 : 1 (clock-driven)
     dy/dt = -y/tau_minus : 1 (clock-driven)     ds{k}/dt = -ca*s{k} + cb*s{k-1} : 1 (clock-driven)
 
-with ``ca = a/dt`` (a = (n−1)/delay_steps; order 1: 1/delay_steps) and ``cb = 1/dt``, i.e. the
-cascade's ``A = −aI + S`` per second. These linear equations are integrated exactly by a closed
+with ``ca = a/dt`` (a = ``CascadeKernel.step_rate(dt)`` = (n−1)/delay_steps; order 1:
+1/delay_steps) and ``cb = 1/dt``, i.e. the cascade's ``A = −aI + S`` per second. These linear equations are integrated exactly by a closed
 form (``M = expm(A)``, lower triangular ``M[i, j] = e^{−a}/(i−j)!``, the coefficients of
-:func:`~neuroprobe.traces.kernels.cascade_transition`): Brian2's symbolic "exact" integrator gives
+``CascadeKernel.transition(dt)``, :class:`~neuroprobe.spec.CascadeKernel`): Brian2's symbolic "exact" integrator gives
 the same update but spends tens of seconds in sympy for order 6. Coincidences are added to ``s1`` by the
 pathways ``pre_c`` (``s1 -= a_minus*y``) and ``post_c`` (``s1 += a_plus*x``) before the trace
 increments (``pre_x``, ``post_y``): a pre and a post spike in the same step do not pair. The weight
@@ -659,15 +659,14 @@ def _lif_group(b2, p, clock, sname):
 
 
 def _plastic_synapses(b2, spec, pr, src, tgt, clock, sname, pl: _Plasticity, dopamine):
-    import torch
-
-    from ..traces.kernels import cascade_transition, decay_rate, normalization_scale
+    from ..spec.kernel import CascadeKernel
+    from ..traces.kernels import normalization_scale
 
     dt, n = spec.dt, pl.order
-    delay_steps = pl.delay / dt
-    a = decay_rate(n, delay_steps)
-    M = cascade_transition(n, delay_steps, dtype=torch.float64).numpy()
-    scale = normalization_scale("cascade", pl.normalize, n, delay_steps)
+    kernel = CascadeKernel(n, pl.delay, pl.normalize)  # the cascade's rate and transition
+    a = kernel.step_rate(dt)
+    M = kernel.transition(dt)
+    scale = normalization_scale("cascade", kernel.normalize, n, kernel.delay_steps(dt))
     sign = SIGNS[spec.population(pr.pre).sign]
     eqs = ["w : 1", "dx/dt = -x/tau_plus : 1 (clock-driven)", "dy/dt = -y/tau_minus : 1 (clock-driven)",
            "ds1/dt = -ca*s1 : 1 (clock-driven)"]

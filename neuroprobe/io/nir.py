@@ -46,7 +46,7 @@ carry no Delay node (norse cannot load one); the sidecar records ``synaptic_dela
 Sidecar ``<path>.neuroprobe.json`` (``path`` is the NIR file, e.g. ``net.nir`` ->
 ``net.nir.neuroprobe.json``), a JSON object:
 
-- ``format``: ``"neuroprobe-nir-sidecar"``; ``version``: 1 (int).
+- ``format``: ``"neuroprobe-nir-sidecar"``; ``version``: 2 (int; version 1 is read too).
 - ``graph``: file name of the NIR graph it was written with (information only).
 - ``dt``: integration step (s); ``engine``: ``"norse"`` | ``"torch"`` | null (the spec's).
 - ``time_scaling_factor``: NIR tau = factor · tau in seconds (1.0 by default).
@@ -62,8 +62,12 @@ Sidecar ``<path>.neuroprobe.json`` (``path`` is the NIR file, e.g. ``net.nir`` -
   "p", "weight", "weight_std", "fixed_indegree", "autapses", "w_min", "w_max"`` (null = no upper
   bound), ``"zero_weight_synapses"}``: [[pre, post], ...] synapses whose weight is exactly 0 (the
   dense NIR matrix cannot tell them from absent synapses; plasticity can grow them again).
-- ``rule``: the plasticity rule's config table (e.g. ``{"name": "rstdp", "order": 6, ...}``) or
-  null; ``extra``: any JSON object given to :func:`export_nir`, or null.
+- ``rule``: the plasticity rule spec's ``to_dict()`` (:class:`~neuroprobe.spec.RSTDPSpec`,
+  :class:`~neuroprobe.spec.SpikingNRLSpec`; a ``"type"`` tag, e.g. ``{"type": "rstdp",
+  "projection": "exc->exc", "kernel": {"type": "cascade_kernel", "order": 6, "delay": 2.0,
+  "normalize": "peak"}, "lr": …, "tau_plus": …}``) or null; version-1 sidecars stored the rule's
+  config table (``{"name": "rstdp", "order": 6, ...}``), which is read through the same validation.
+  ``extra``: any JSON object given to :func:`export_nir`, or null.
 
 Import: populations come from Input / LIF / CubaLIF nodes (Input nodes first, then neurons, each
 in order of first appearance in the edge list), projections from Linear / Affine nodes between a
@@ -83,6 +87,9 @@ weights stored signed), i_ext is the sum of the biases of its incoming Affine no
 and no noise, the projection statistics (p, weight, weight_std) describe the imported weights,
 w_min = 0, w_max = inf, and a Linear without nonzero weight gives no projection. Every problem is
 one :class:`ConfigError` line naming the file and the node.
+
+Parameters of shape (1,) (how several exporters write a scalar) are read as scalars: the
+population's size then comes from the other parameters or the weights, as norse reads them.
 """
 from __future__ import annotations
 
@@ -99,6 +106,7 @@ from torch import Tensor, nn
 
 from ..errors import ConfigError
 from ..neurons.lif import LIFParameters
+from ..spec.rules import RSTDPSpec, SpikingNRLSpec, rule_from_dict
 from ..spiking.network import Projection, SpikingNetwork
 from ..spiking.projection import csr_rowptr
 from ..spiking.spec import PopulationSpec, ProjectionSpec, SpikingSpec
@@ -108,7 +116,7 @@ __all__ = ["export_nir", "import_nir", "NIRImport", "sidecar_path", "SIDECAR_SUF
 
 SIDECAR_SUFFIX = ".neuroprobe.json"
 SIDECAR_FORMAT = "neuroprobe-nir-sidecar"
-SIDECAR_VERSION = 1
+SIDECAR_VERSION = 2
 SUPPORTED_NODES = ("LIF", "CubaLIF", "Affine", "Linear", "Input", "Output")
 CUBA_INPUTS = ("jump", "euler")
 
@@ -134,14 +142,18 @@ def _one_line(e: BaseException) -> str:
 
 # ============================================================================================ export
 
-def export_nir(network: SpikingNetwork, path: str | Path, *, rule: dict | None = None, extra: dict | None = None,
+def export_nir(network: SpikingNetwork, path: str | Path, *, rule: RSTDPSpec | SpikingNRLSpec | dict | None = None,
+               extra: dict | None = None,
                trial: int | None = None, time_scaling_factor: float = 1.0, cuba_input: str = "jump") -> Path:
     """Write ``network`` as a NIR graph at ``path`` and its sidecar ``<path>.neuroprobe.json``.
 
     Args:
         network: the network; its current weights and connectivity are written.
         path: the NIR file to write (HDF5, conventionally ``*.nir``).
-        rule: the plasticity rule's config table (JSON-serialisable dict), stored in the sidecar.
+        rule: the plasticity rule: an :class:`~neuroprobe.spec.RSTDPSpec` or
+            :class:`~neuroprobe.spec.SpikingNRLSpec`, or its dict (``to_dict()``'s form or the rule's
+            config table, ``{"name": "rstdp", ...}``, validated by
+            :func:`~neuroprobe.spec.rule_from_dict`); stored in the sidecar as the spec's dict.
         extra: any JSON-serialisable dict, stored in the sidecar.
         trial: which trial's weights to write when projections hold per-trial weights (B, S)
             (may be left out when B = 1).
@@ -169,7 +181,8 @@ def export_nir(network: SpikingNetwork, path: str | Path, *, rule: dict | None =
             "engine": spec.engine, "time_scaling_factor": float(time_scaling_factor), "cuba_input": cuba_input,
             "synaptic_delay_steps": 1,
             "populations": [_population_sidecar(p) for p in spec.populations], "projections": proj_side,
-            "rule": _json_object(rule, "rule"), "extra": _json_object(extra, "extra")}
+            "rule": None if rule is None else _rule_spec(rule, "export_nir").to_dict(),
+            "extra": _json_object(extra, "extra")}
     text = json.dumps(side, indent=1, allow_nan=False)  # serialise before writing anything
     nir.write(path, graph)
     sidecar_path(path).write_text(text + "\n")
@@ -277,6 +290,17 @@ def _population_sidecar(pop: PopulationSpec) -> dict:
             "rate": pop.rate, "lif": lif}
 
 
+def _rule_spec(rule: Any, where: Any) -> RSTDPSpec | SpikingNRLSpec:
+    """A rule spec from a spec or its dict (validated); ConfigError prefixed with ``where``."""
+    if not isinstance(rule, (RSTDPSpec, SpikingNRLSpec, dict)):
+        raise ConfigError(f"{where}: rule must be an RSTDPSpec, a SpikingNRLSpec or its dict "
+                          f"(got {type(rule).__name__})")
+    try:
+        return rule_from_dict(rule)
+    except ConfigError as e:
+        raise ConfigError(f"{where}: {_one_line(e)}") from None
+
+
 def _json_object(d: dict | None, what: str) -> dict | None:
     if d is None:
         return None
@@ -296,14 +320,15 @@ class NIRImport:
     """What :func:`import_nir` returns.
 
     network: the SpikingNetwork (float32, CPU) with the graph's connectivity and weights.
-    spec: its SpikingSpec. rule: the sidecar's plasticity rule config, or None. outputs:
+    spec: its SpikingSpec. rule: the sidecar's plasticity rule (:class:`~neuroprobe.spec.RSTDPSpec`
+    or :class:`~neuroprobe.spec.SpikingNRLSpec`), or None. outputs:
     populations connected to Output nodes (edge order). extra: the sidecar's ``extra`` or None.
     nodes: NIR node name -> neuroprobe name (population, or projection ``"pre->post"``).
     """
 
     network: SpikingNetwork
     spec: SpikingSpec
-    rule: dict | None
+    rule: RSTDPSpec | SpikingNRLSpec | None
     outputs: list[str]
     extra: dict | None = None
     nodes: dict[str, str] = field(default_factory=dict)
@@ -361,8 +386,8 @@ def import_nir(path: str | Path | nir.NIRGraph, *, dt: float | None = None, side
     net = SpikingNetwork(spec, generator=torch.Generator().manual_seed(0))
     for proj, (pre, post, w) in zip(net.projections, synapses):
         _set_connectivity(proj, pre, post, w)
-    return NIRImport(net, spec, None if side is None else side.get("rule"), g.outputs,
-                     None if side is None else side.get("extra"), node_map)
+    rule = None if side is None or side.get("rule") is None else _rule_spec(side["rule"], side_file)
+    return NIRImport(net, spec, rule, g.outputs, None if side is None else side.get("extra"), node_map)
 
 
 def _settings(src: str, side: dict | None, side_file: Path | None, dt: float | None, tsf: float | None,
@@ -494,6 +519,9 @@ def _parse(graph: nir.NIRGraph, src: str) -> _Graph:
                 sizes[n] = size
     conns, outputs = _wiring(nodes, edges, preds, succs, src)
     _infer_sizes(conns, sizes)
+    for n in params:  # (1,)-shaped parameters and nothing else giving a size: one neuron
+        if n not in sizes and any(a.shape == (1,) for a in params[n].values()):
+            sizes[n] = 1
     for n in pop_names:
         if n not in sizes:
             raise ConfigError(f"{src}: node {n!r} ({type(nodes[n]).__name__}): its size cannot be determined (scalar "
@@ -561,12 +589,12 @@ def _input_size(name: str, node: nir.Input, src: str) -> int:
 
 def _neuron_params(name: str, node: Any, src: str) -> tuple[dict[str, np.ndarray], int | None]:
     """Parameter arrays of a LIF/CubaLIF node and the size they give: all scalars (size None) or
-    one shape (n,)."""
+    one shape (n,). A parameter of shape (1,) is a scalar (several exporters write scalars so)."""
     arrs = {}
     for k in _PARAMS[type(node)]:
         a = _array(getattr(node, k))
         arrs[k] = a if a.dtype.kind == "f" else a.astype(np.float64)  # float32 stays float32: see _time_constant
-    shapes = {a.shape for a in arrs.values() if a.ndim > 0}
+    shapes = {a.shape for a in arrs.values() if a.ndim > 0 and a.shape != (1,)}  # (1,): a scalar
     if any(a.ndim > 1 for a in arrs.values()) or len(shapes) > 1:
         raise ConfigError(f"{src}: node {name!r} ({type(node).__name__}): parameters have inconsistent shapes "
                           f"{ {k: a.shape for k, a in arrs.items()} }; expected scalars or one shape (n,)")

@@ -30,6 +30,8 @@ from torch import Tensor
 
 from .._args import check_batch, check_int, check_number
 from ..errors import ConfigError, ShapeError
+from ..spec.kernel import CascadeKernel
+from ..spec.rules import RSTDPSpec
 from ..spiking.network import Projection
 from ..traces.cascade import CascadeTrace
 
@@ -93,6 +95,11 @@ class CascadeRSTDP:
         order: cascade order n >= 1. delay: kernel peak (order >= 2) or time constant (order 1), s.
         dt: step (s). tau_plus, tau_minus: STDP trace time constants (s). a_plus, a_minus: STDP
             amplitudes. normalize: the kernel's "peak" (max 1, default), "area" or None.
+
+    ``kernel`` (a :class:`~neuroprobe.spec.CascadeKernel` of ``order``, ``delay``, ``normalize``)
+    defines the cascade: the trace's rate per step and transition are ``kernel.step_rate(dt)``
+    and ``kernel.transition(dt)``. :meth:`from_spec` builds the rule from an
+    :class:`~neuroprobe.spec.RSTDPSpec`.
     """
 
     name = "rstdp"
@@ -123,11 +130,25 @@ class CascadeRSTDP:
         kw = dict(dtype=w.dtype, device=w.device)
         self.x_pre = torch.zeros(batch, projection.n_pre, **kw)
         self.y_post = torch.zeros(batch, projection.n_post, **kw)
-        self.trace = CascadeTrace(self.order, self.delay / self.dt, (batch, projection.n_synapses),
-                                  normalize=normalize, **kw)
+        self.kernel = CascadeKernel(self.order, self.delay, normalize)
+        # the trace's rate is the kernel's (traces.kernels.decay_rate delegates to CascadeKernel)
+        self.trace = CascadeTrace(self.order, self.kernel.delay_steps(self.dt), (batch, projection.n_synapses),
+                                  normalize=self.kernel.normalize, **kw)
         self.eligibility = torch.zeros(batch, projection.n_synapses, **kw)
         self._cbuf = None  # (B, S + 1) coincidence buffer of the CPU path, zero between steps
         self._state_bufs = None  # order >= 2: the two state-major trace buffers and the trace's current view
+
+    @classmethod
+    def from_spec(cls, projection: Projection, batch: int, spec: RSTDPSpec, dt: float) -> "CascadeRSTDP":
+        """The rule of an :class:`~neuroprobe.spec.RSTDPSpec` (its ``lr`` is the optimiser's, not
+        the rule's) on ``projection``."""
+        if not isinstance(spec, RSTDPSpec):
+            raise ConfigError(f"spec = {type(spec).__name__}: must be an RSTDPSpec")
+        if projection.name != spec.projection:
+            raise ConfigError(f"spec is for projection {spec.projection!r}, got projection {projection.name!r}")
+        k = spec.kernel
+        return cls(projection, batch, k.order, k.delay, dt, spec.tau_plus, spec.tau_minus, spec.a_plus, spec.a_minus,
+                   k.normalize)
 
     def step(self, z_pre: Tensor, z_post: Tensor) -> Tensor:
         """Advance traces and eligibility by one step; returns the eligibility (B, S).

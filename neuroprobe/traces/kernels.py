@@ -5,6 +5,10 @@ A trace convolves its input with a causal kernel ``h[k]`` (``k`` = lag in steps,
 ``k = 0 .. length-1``, the closed-form cascade transition matrix, and the infinite-support area and
 peak used by the stateful traces in :mod:`neuroprobe.traces.cascade` to normalise their output.
 
+The cascade's rate and transition are those of :class:`neuroprobe.spec.CascadeKernel` (the one
+definition every engine uses; here with delays in steps, i.e. a step of 1); this module keeps the
+step-unit functions and the finite-grid kernels.
+
 Kernels (all lags and delays in steps):
 
 * cascade, order ``n >= 2``: ``h[k] = k^(n-1) exp(-a k) / (n-1)!`` with ``a = (n-1)/delay``;
@@ -27,6 +31,7 @@ import torch
 from torch import Tensor
 
 from neuroprobe.errors import ConfigError
+from neuroprobe.spec.kernel import CascadeKernel, transition_matrix
 
 __all__ = [
     "NORMALIZE_CHOICES",
@@ -91,7 +96,8 @@ def _check_ratio(ratio: float) -> float:
 
 
 def decay_rate(order: int, delay: float | None, beta: float | None = None) -> float:
-    """Continuous decay rate ``a`` (per step) of a cascade of ``order`` states.
+    """Continuous decay rate ``a`` (per step) of a cascade of ``order`` states: the rate of
+    :class:`~neuroprobe.spec.CascadeKernel` (its one definition) for a delay in steps.
 
     Order ``n >= 2``: ``a = (n-1)/delay`` (``beta`` must be ``None``).  Order 1:
     ``a = -log(beta)`` with ``beta = exp(-1/delay)`` unless ``beta`` (in ``[0, 1)``) is given, in
@@ -101,9 +107,8 @@ def decay_rate(order: int, delay: float | None, beta: float | None = None) -> fl
     if order >= 2:
         if beta is not None:
             raise ConfigError(f"beta is only used by order 1 (exponential) traces, got beta={beta!r} with order={order}")
-        return (order - 1) / _check_delay(delay)
-    if beta is None:
-        return 1.0 / _check_delay(delay)
+    if beta is None:  # the rate is CascadeKernel's (delay in steps: a step of dt = 1)
+        return CascadeKernel(order, _check_delay(delay), None).step_rate(1.0)
     if isinstance(beta, bool) or not isinstance(beta, Real) or not 0 <= beta < 1:
         raise ConfigError(f"beta must be a number in [0, 1), got {beta!r}")
     return math.inf if beta == 0 else -math.log(beta)
@@ -131,14 +136,13 @@ def cascade_transition(
     """Discrete transition ``M = expm(A)``, ``A = -a I + S`` (``S``: ones on the sub-diagonal).
 
     Closed form (``S`` is nilpotent): ``M[i, j] = exp(-a) / (i-j)!`` for ``i >= j``, else 0;
-    for order 1, ``M = [[beta]]``.  Built in float64, then cast.  Shape ``(order, order)``.
+    for order 1, ``M = [[beta]]``.  Built in float64 by
+    :func:`neuroprobe.spec.kernel.transition_matrix` (``CascadeKernel.transition``), then cast.
+    Shape ``(order, order)``.
     """
     order = _check_order(order)
     a = decay_rate(order, delay, beta)
-    i = torch.arange(order, dtype=torch.float64)
-    lag = i[:, None] - i[None, :]
-    m = torch.exp(-a - torch.lgamma(lag.clamp(min=0) + 1)) * (lag >= 0)
-    return m.to(dtype=dtype, device=device)
+    return transition_matrix(order, a).to(dtype=dtype, device=device)
 
 
 # --------------------------------------------------------------------------- kernels

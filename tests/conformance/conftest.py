@@ -21,8 +21,16 @@ def engine_params() -> list:
 
 
 def pytest_generate_tests(metafunc):
-    if "engine" in metafunc.fixturenames:
-        metafunc.parametrize("engine", engine_params())
+    """An ``engine`` argument runs over :func:`engine_params`, unless the test parametrises
+    ``engine`` itself (test_spikes.py chooses its engines from its own tables)."""
+    if "engine" not in metafunc.fixturenames:
+        return
+    for mark in metafunc.definition.iter_markers("parametrize"):
+        names = mark.args[0] if mark.args else mark.kwargs.get("argnames", ())
+        names = [n.strip() for n in names.split(",")] if isinstance(names, str) else list(names)
+        if "engine" in names:
+            return
+    metafunc.parametrize("engine", engine_params())
 
 
 @pytest.fixture(autouse=True)

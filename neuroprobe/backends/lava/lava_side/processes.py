@@ -7,7 +7,8 @@ neuroprobe (whose torch side has the same arithmetic in ``neuroprobe/backends/fi
 * ``HashNoise``: membrane-noise input ((Σ 4 bytes of lowbias32(seed, step, neuron)) − 510)·mant >> shift,
   sent each step to a LIF's ``a_in``.
 * ``CascadeRSTDPConn``: a sparse plastic connection with cascade-trace reward-modulated STDP in
-  integer arithmetic (7-bit pre/post traces, an n-state 24-bit cascade eligibility per synapse,
+  integer arithmetic (7-bit pre/post traces, an n-state ``e_bits``-bit (32) cascade eligibility per
+  synapse with the rate ``r / 2**r_shift``,
   8-bit weight mantissas kept as 16-bit accumulators, a graded dopamine third factor).
 * ``DistalRewardSource``: the distal-reward task on chip: watches one synapse's pre and post
   spikes, schedules a reward 1–3 s after each pre→post coincidence (delays from the same hash),
@@ -26,7 +27,7 @@ from lava.magma.core.process.variable import Var
 from lava.magma.core.resources import CPU
 from lava.magma.core.sync.protocols.loihi_protocol import LoihiProtocol
 
-from intmath import MAX24, decay_trunc, hash_noise, hash_uniform32, round_shift
+from intmath import decay_trunc, hash_noise, hash_uniform32, round_shift
 
 
 # ------------------------------------------------------------------ membrane noise
@@ -82,8 +83,8 @@ class PyCascadeRSTDPFixed(PyLoihiProcessModel):
         x ← trunc(x·(4096 − dx)/4096);  y ← trunc(y·(4096 − dy)/4096)       7-bit traces, before impulses
         c = a_plus·x[pre]·q[post] − a_minus·y[post]·s[pre]                   STDP coincidence
         x ← min(x + imp·s, 127);  y ← min(y + imp·q, 127)
-        e_k ← e_k + round((e_{k−1} − e_k)·r/4096) for every stage (old values, e_0 ≡ 0), saturating
-        to 24 bits; then e_1 ← sat24(e_1 + (c << c_shift))
+        e_k ← e_k + round((e_{k−1} − e_k)·r/2**r_shift) for every stage (old values, e_0 ≡ 0),
+        saturating to e_bits bits; then e_1 ← sat(e_1 + (c << c_shift))
         w_acc ← clip(w_acc + ((d·lr_mant·e_n) >> lr_shift), lo, hi)           (lo, hi: |w| bounds, Dale sign)
         a(t) = Σ_{s[pre]} (w_acc >> frac_bits) then << / >> weight_exp      sent at t + 1
     """
@@ -119,12 +120,13 @@ class PyCascadeRSTDPFixed(PyLoihiProcessModel):
         self.y_post[:] = np.minimum(y + p["impulse"] * q, 127)
         e = self.elig
         old = e.copy()
-        r = p["r"]
-        e[0] = old[0] + round_shift(-old[0] * r, 12)
+        r, r_shift = p["r"], p["r_shift"]
+        e_max = (1 << (p["e_bits"] - 1)) - 1
+        e[0] = old[0] + round_shift(-old[0] * r, r_shift)
         for k in range(1, e.shape[0]):
-            e[k] = old[k] + round_shift((old[k - 1] - old[k]) * r, 12)
-        np.clip(e, -MAX24, MAX24, out=e)
-        e[0] = np.clip(e[0] + (c << p["c_shift"]), -MAX24, MAX24)
+            e[k] = old[k] + round_shift((old[k - 1] - old[k]) * r, r_shift)
+        np.clip(e, -e_max, e_max, out=e)
+        e[0] = np.clip(e[0] + (c << p["c_shift"]), -e_max, e_max)
         if d != 0:
             self.w_acc[:] = np.clip(self.w_acc + ((d * p["lr_mant"] * e[-1]) >> p["lr_shift"]), p["lo"], p["hi"])
         w = self.w_acc >> p["frac_bits"]
