@@ -23,8 +23,7 @@ at any moment and resumed ends with a byte-identical ``metrics.csv``.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, runtime_checkable
+from typing import Any
 
 import torch
 from tqdm.auto import tqdm

@@ -14,9 +14,12 @@ nothing: a frozen network, or one that learns inside the agent).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Protocol, runtime_checkable
 
 import torch
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .loop import Loop
 
 __all__ = ["Agent", "Learner", "Task", "Reporter", "Callback", "Transition", "RunParts", "BuildContext",
            "check_finite", "ModuleAgent", "RuleLearner", "NullLearner"]

@@ -9,15 +9,14 @@ reporter, callbacks). Every such module has ``compile_distal(exp, ctx) -> RunPar
 =====================  ==========================================  ==========================================
 (backend, precision)   module                                      what runs
 =====================  ==========================================  ==========================================
-("torch", "float")     ``neuroprobe.learners.rstdp``                the torch engine (float32), B trials batched
+("torch", "float")     ``neuroprobe.backends.torch_run``            the torch engine (float32), B trials batched
 ("torch", "fixed")     ``neuroprobe.backends.fixed.distal_run``     Loihi's integers in torch, B trials batched
 ("brian2", "float")    ``neuroprobe.backends.brian2_run``           Brian2, trials one after another
 ("lava", "fixed")      ``neuroprobe.backends.fixed.lava_run``       Lava fixed_pt (on-chip learning), per trial
 ("lava", "float")      ``neuroprobe.backends.fixed.lava_run``       Lava floating_pt, frozen weights, per trial
 =====================  ==========================================  ==========================================
 
-The torch float engine needs no compiler (the rule's torch modules run as they are), so its entry
-names the rule's module. :func:`distal_network` makes the draws every engine shares (connectivity
+:func:`distal_network` makes the draws every engine shares (connectivity
 and initial weights, each trial's rewarded synapse, the sampled synapses whose weights are
 recorded), so every engine runs the same network from the same seed.
 """
@@ -29,7 +28,7 @@ from types import ModuleType
 __all__ = ["BACKENDS", "backend_module", "compile_distal", "distal_network", "distal_recordings_meta", "N_SAMPLE"]
 
 BACKENDS: dict[tuple[str, str], str] = {
-    ("torch", "float"): "neuroprobe.learners.rstdp",
+    ("torch", "float"): "neuroprobe.backends.torch_run",
     ("torch", "fixed"): "neuroprobe.backends.fixed.distal_run",
     ("brian2", "float"): "neuroprobe.backends.brian2_run",
     ("lava", "fixed"): "neuroprobe.backends.fixed.lava_run",

@@ -14,7 +14,6 @@ file, the key, the value and what is allowed. :func:`experiment_json_schema` is 
 from __future__ import annotations
 
 import copy
-import math
 import tomllib
 from pathlib import Path
 from typing import Annotated, Any, NamedTuple, Optional, Union
@@ -24,7 +23,7 @@ from pydantic import Field, PrivateAttr, StrictStr, ValidationError, ValidationI
 
 from ..errors import ConfigError
 from .base import PosInt, Seed, StrictModel, validation_message
-from .rules import RULE_CONFIGS, RuleConfig
+from .rules import RULE_CONFIGS
 from .sections import NAME_PATTERN, ModelSection, ModulatorSection, MonitorSection, NetworkSection, RunSection
 from .tasks import TASK_CONFIGS, TaskConfig
 

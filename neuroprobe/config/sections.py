@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated, Literal, Optional, Union
 
-from pydantic import Field, StrictStr, field_validator, model_validator
+from pydantic import Field, StrictStr, model_validator
 
 from .base import StrictInt, Finite, NonNegFloat, NonNegInt, PosFloat, PosInt, Size, StrictBool, StrictModel, UnitFloat
 

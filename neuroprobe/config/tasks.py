@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 
 from pydantic import Field, StrictStr
 
-from .base import NonNegInt, PosFloat, PosInt, Size, StrictModel, StrictInt, NonNegFloat
+from .base import NonNegFloat, PosFloat, StrictInt, StrictModel
 from typing import Annotated
 
 __all__ = ["TaskConfig", "GymTaskConfig", "DigitsTaskConfig", "DistalRewardTaskConfig", "SpikingCartPoleTaskConfig",

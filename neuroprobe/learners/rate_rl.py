@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Annotated, Callable, ClassVar, Literal
 
-import numpy as np
 import torch
 from pydantic import Field
 

@@ -2,192 +2,24 @@
 
 The rule's config (:class:`RSTDPConfig`) builds its run through the backend registry
 (:mod:`neuroprobe.backends`, chosen by ``run.backend`` and ``run.precision``): torch float32
-(this module), torch fixed point (Loihi's integers), Brian2 or Lava. Every engine makes the same
+(:mod:`neuroprobe.backends.torch_run`), torch fixed point (Loihi's integers), Brian2 or Lava. Every engine makes the same
 draws (:func:`neuroprobe.backends.distal_network`: connectivity and initial weights, each trial's
 rewarded synapse, the synapses whose weights are recorded) and writes the same metrics columns
 (:func:`neuroprobe.reporters_spiking.distal_row`).
-
-Torch engine, float (``run.backend = "torch"``, ``run.precision = "float"``): B trials
-(``seeds``) run as one batch on one network structure; each trial has its own weights of the
-plastic projection, its own rewarded synapse, noise and rewards. One loop step is one network
-step of dt:
-
-* agent (:class:`SpikingNetAgent`): the network steps; the action is its spikes;
-* task (:class:`~neuroprobe.tasks.distal_loop.DistalRewardTask`): the reward protocol turns the
-  rewarded synapse's coincidences into delayed rewards; the reward is the dopamine d (B,);
-* learner (:class:`RSTDPLearner`): :class:`~neuroprobe.rules.rstdp.CascadeRSTDP` updates its traces
-  from the plastic projection's pre/post spikes; where d ≠ 0 it writes ``weight.grad = −d·e``,
-  SGD steps and the agent clamps the weights to the projection's bounds;
-* reporter (:class:`~neuroprobe.reporters_spiking.DistalReporter`): a row per trial every
-  ``task.report_every`` seconds;
-* callback (:class:`~neuroprobe.callbacks.MonitorsCallback`): ``[monitor]`` over the last
-  ``run.record_last`` seconds, and the weights of the rewarded synapse and of a fixed sample of
-  200 others every report (``weight/<projection>``, ``meta/highlight/<projection>`` marking the
-  rewarded one of trial 0), saved to ``recordings.npz``.
 """
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Annotated, ClassVar, Literal
 
-import torch
 from pydantic import Field, StrictStr
 
 from ..config.base import NonNegFloat, PosFloat, StrictInt
 from ..config.rules import RuleConfig, register_rule
-from ..backends import (BACKENDS, N_SAMPLE, compile_distal as compile_on_backend, distal_network,
-                        distal_recordings_meta as recordings_meta)
-from ..protocols import BuildContext, ModuleAgent, RuleLearner, RunParts, Transition
+from ..backends import BACKENDS, compile_distal as compile_on_backend
+from ..protocols import BuildContext, RunParts
 
-__all__ = ["RSTDPConfig", "SpikingNetAgent", "RSTDPLearner", "build_distal", "compile_distal", "recordings_meta",
-           "step_generator", "tree_to", "N_SAMPLE"]
-
-
-# ------------------------------------------------------------------------------------------ agent
-def step_generator(ctx_generator: torch.Generator, device: torch.device, seed: int) -> torch.Generator:
-    """The generator of the network's noise: the run's (CPU) generator on the CPU; on another device
-    a generator of that device seeded with the run's seed (torch draws CUDA noise only from a CUDA
-    generator)."""
-    if device.type == "cpu":
-        return ctx_generator
-    return torch.Generator(device=device).manual_seed(int(seed))
-
-
-class SpikingNetAgent(ModuleAgent):
-    """A :class:`~neuroprobe.spiking.SpikingNetwork` and its state; ``act`` is one network step.
-
-    ``plastic``: the projections the learner changes (the NaN guard watches their weights;
-    ``constrain`` clamps them to their bounds when ``clamp``). The network state (norse
-    NamedTuples) is checkpointed as a plain tree and restored with ``net.init_state(B)`` as template.
-    """
-
-    def __init__(self, net, batch: int, generator: torch.Generator, plastic: list, clamp: bool = True):
-        self.net, self.B, self.generator, self.plastic, self.clamp = net, int(batch), generator, list(plastic), clamp
-        self.state = net.init_state(self.B)
-
-    def act(self, obs):
-        with torch.no_grad():
-            z, self.state = self.net.step(self.state, generator=self.generator)
-        return z
-
-    def parameters(self):
-        return [p.weight for p in self.plastic]
-
-    def named_parameters(self):
-        return [(f"{p.name}.weight", p.weight) for p in self.plastic]
-
-    def constrain(self) -> None:
-        if self.clamp:
-            for p in self.plastic:
-                p.clamp_()
-
-    def state_dict(self) -> dict:
-        s = {**super().state_dict(), "state": self.state}
-        if self.generator.device.type != "cpu":  # the CPU generator is the run's (checkpointed by the loop)
-            s["generator"] = self.generator.get_state()
-        return s
-
-    def load_state_dict(self, s: dict) -> None:
-        from ..io.state import restore_like
-
-        super().load_state_dict(s)
-        dev = self.net.device
-        state = restore_like(self.net.init_state(self.B), s["state"], path="agent.state")
-        state["noise"] = {k: (v.to(dev) if isinstance(v, torch.Tensor) else v) for k, v in state["noise"].items()}
-        self.state = state
-        if "generator" in s:
-            self.generator.set_state(s["generator"].cpu().to(torch.uint8))
-
-
-def tree_to(obj, device: torch.device):
-    """A plain state tree with its tensors on ``device`` (checkpoints load on the CPU)."""
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device)
-    if isinstance(obj, dict):
-        return {k: tree_to(v, device) for k, v in obj.items()}
-    if isinstance(obj, list):
-        return [tree_to(v, device) for v in obj]
-    return obj
-
-
-class RSTDPLearner(RuleLearner):
-    """:class:`~neuroprobe.rules.rstdp.CascadeRSTDP` on the step's spikes; reinforced where d ≠ 0."""
-
-    def __init__(self, rule, pre: str, post: str):
-        self.rule, self.pre, self.post = rule, pre, post
-
-    def learn(self, tr: Transition) -> bool:
-        z, d = tr.action, tr.reward
-        with torch.no_grad():
-            self.rule.step(z[self.pre], z[self.post])
-        if bool((d != 0).any()):
-            self.rule.reinforce(d.to(self.rule.projection.weight.dtype))
-            return True
-        return False
-
-    def load_state_dict(self, s: dict) -> None:
-        self.rule.load_state_dict(tree_to(s, self.rule.projection.weight.device))
-
-
-# ------------------------------------------------------------------------------------------ build
-def build_distal(exp, generator: torch.Generator, device):
-    """(network, projection, rule, protocol, rewarded, sample) of a distal-reward experiment on the
-    torch float engine: :func:`~neuroprobe.backends.distal_network`'s draws, per-trial weights of
-    the plastic projection, the float cascade R-STDP and the float reward protocol."""
-    from ..rules.rstdp import CascadeRSTDP
-    from ..tasks.distal_reward import DistalReward
-
-    spec, B, r, t = exp.spiking_spec, exp.seeds, exp.rule, exp.task
-    net, proj, rewarded, sample = distal_network(exp, generator, device)
-    with torch.no_grad():  # per-trial weights only where plasticity acts
-        proj.weight = torch.nn.Parameter(proj.weight.detach().expand(B, -1).clone())
-    rule = CascadeRSTDP(proj, B, order=r.order, delay=r.delay, dt=spec.dt, tau_plus=r.tau_plus,
-                        tau_minus=r.tau_minus, a_plus=r.a_plus, a_minus=r.a_minus,
-                        normalize=None if r.normalize == "none" else r.normalize)
-    protocol = DistalReward(proj.pre[rewarded].cpu(), proj.post[rewarded].cpu(), spec.dt, window=t.window,
-                            delay_min=t.delay_min, delay_max=t.delay_max, dopamine_tau=t.dopamine_tau,
-                            dopamine_amp=t.dopamine_amp, generator=generator)
-    return net, proj, rule, protocol, rewarded, sample
-
-
-def compile_distal(exp, ctx: BuildContext) -> RunParts:
-    """The distal-reward run on the torch float engine (the registry's ``("torch", "float")``)."""
-    from ..callbacks import MonitorsCallback
-    from ..monitors import MonitorSet, StateMonitor, monitors_from_config
-    from ..reporters_spiking import DistalReporter, distal_summary
-    from ..tasks.distal_loop import DistalRewardTask
-
-    net, proj, rule, protocol, rewarded, sample = build_distal(exp, ctx.generator, ctx.device)
-    spec, B, sch = exp.spiking_spec, exp.seeds, exp.schedule
-    dt, n_steps, every = spec.dt, sch.total, sch.report_every
-    agent = SpikingNetAgent(net, B, step_generator(ctx.generator, net.device, exp.seed), [proj])
-    task = DistalRewardTask(protocol, proj.spec.pre, proj.spec.post, n_steps)
-    opt = torch.optim.SGD([proj.weight], lr=exp.rule.lr)
-    reporter = DistalReporter(spec, proj, protocol, rewarded, exp.seed, n_steps, every)
-
-    # [monitor] recordings cover the last run.record_last seconds (a whole hour of rasters is
-    # unreadable and large); the weights of the watched synapses are recorded every report
-    watch = torch.cat([rewarded[:1], sample[sample != rewarded[0]]])
-    detail = MonitorSet(monitors_from_config(exp.monitor.as_table()), dt)
-    weights = MonitorSet([StateMonitor("weight", proj.name, indices=watch.tolist(), every=every)], dt)
-    rl = exp.run.record_last
-    record_from = 0 if rl <= 0 else n_steps - int(round(rl / dt))
-
-    def lookup(var: str, pop: str) -> torch.Tensor:
-        if var == "weight" and pop == proj.name:
-            return proj.weight.detach()
-        if var == "eligibility" and pop == proj.name:
-            return rule.eligibility
-        if var == "dopamine":
-            return protocol.dopamine[:, None]
-        return net.variable(agent.state, pop, var)
-
-    monitors = MonitorsCallback([(detail, record_from), (weights, 0)], lookup,
-                                clock=lambda: protocol.step_index - 1, meta=recordings_meta(exp))
-    return RunParts(agent=agent, learner=RSTDPLearner(rule, proj.spec.pre, proj.spec.post), task=task,
-                    reporter=reporter, optimizer=opt,
-                    description=f"R-STDP n={rule.order} · distal reward · {B} trials", unit="step",
-                    callbacks=[monitors], hint="lower rule.lr", summary=distal_summary)
+__all__ = ["RSTDPConfig"]
 
 
 # ------------------------------------------------------------------------------------------ config

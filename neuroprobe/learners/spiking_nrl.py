@@ -20,7 +20,7 @@ import torch
 
 from ..config.rules import RuleConfig, register_rule
 from ..protocols import BuildContext, RuleLearner, RunParts, Transition
-from .rstdp import SpikingNetAgent, step_generator, tree_to
+from ..backends.torch_run import SpikingNetAgent, step_generator, tree_to
 
 __all__ = ["SpikingNRLConfig", "SpikingPolicyAgent", "SpikingNRLLearner", "OBS_LOW", "OBS_HIGH"]
 

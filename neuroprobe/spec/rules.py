@@ -14,7 +14,7 @@ before). Every problem is one :class:`~neuroprobe.errors.ConfigError` line.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from numbers import Real
 from typing import Any, Mapping
 
