@@ -5,6 +5,16 @@ Lava 0.10.0 needs Python 3.10; neuroprobe runs on 3.11. The setup (``make lava``
 elsewhere. Every run has a timeout, starts the runner in its own process group and kills the whole
 group on expiry (Lava's multiprocess runtime can hang); a missing interpreter or Lava install, a
 timeout or a crash raises :class:`LavaError` with one line saying what happened.
+
+The runner never outlives its parent: it gets the read end of a pipe on stdin (the driver keeps the
+write end and never writes) and the parent's PID in ``NEUROPROBE_LAVA_PARENT``. When the pipe reaches
+EOF or its parent PID changes — the driver's process ended in any way, SIGKILL included — a watchdog
+thread in the runner kills the rest of its process group (Lava's runtime processes), removes the
+job's temporary directory (``NEUROPROBE_LAVA_TMPDIR``; also the runner's ``TMPDIR`` where its path
+is short enough for Lava's sockets, so Lava's own temporary files go with it) and multiprocessing's
+temporary directory, and kills itself: within about 0.1 s (measured, tests/test_lava_driver.py).
+On a timeout or an exception in the driver (Ctrl-C included) the driver closes the pipe itself,
+and kills the group after 2 s if anything is left.
 """
 from __future__ import annotations
 
@@ -27,6 +37,9 @@ __all__ = ["LavaError", "lava_python", "lava_status", "run_job", "RUNNER"]
 
 RUNNER = Path(__file__).resolve().parent / "lava_side" / "runner.py"
 _REPO = Path(__file__).resolve().parents[3]
+# Lava's multiprocessing puts AF_UNIX sockets at $TMPDIR/pymp-XXXXXXXX/listener-XXXXXXXX (≤ 107
+# characters in all): a longer job directory is not made the runner's TMPDIR
+_MAX_LAVA_TMPDIR = 70
 
 
 class LavaError(NeuroprobeError):
@@ -39,10 +52,36 @@ def lava_python() -> Path:
     return Path(env) if env else _REPO / ".venv-lava" / "bin" / "python"
 
 
-def _run(cmd: list[str], timeout: float, on_line: Callable[[str], None] | None = None) -> subprocess.CompletedProcess:
-    """Run ``cmd`` in a new process group; on timeout the whole group is killed. stderr lines are
-    passed to ``on_line`` as they arrive (the runner reports progress there)."""
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+def _stop_group(proc: subprocess.Popen, grace: float = 2.0) -> None:
+    """End the runner and its whole process group, and reap the runner. Closing its stdin first lets
+    the runner's watchdog do it (it also removes its temporary files); whatever is still alive after
+    ``grace`` seconds (no watchdog: not the runner, or not started yet) is killed with the group."""
+    try:
+        proc.stdin.close()
+    except OSError:
+        pass
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < grace:
+        # exited, not reaped (WNOWAIT): its PID, the group's ID, cannot be reused before proc.wait()
+        if os.waitid(os.P_PID, proc.pid, os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None:
+            break
+        time.sleep(0.02)
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    proc.wait()
+
+
+def _run(cmd: list[str], timeout: float, on_line: Callable[[str], None] | None = None,
+         env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
+    """Run ``cmd`` in a new process group; on timeout, or any exception here (Ctrl-C), the whole
+    group is killed. stderr lines are passed to ``on_line`` as they arrive (the runner reports
+    progress there). stdin is a pipe this process holds open and never writes: its EOF tells the
+    runner's watchdog that this process is gone (see the module docstring)."""
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True,
+                            env={**os.environ, "NEUROPROBE_LAVA_PARENT": str(os.getpid()), **(env or {})})
     err_lines: list[str] = []
     out_parts: list[str] = []
 
@@ -61,12 +100,14 @@ def _run(cmd: list[str], timeout: float, on_line: Callable[[str], None] | None =
     try:
         proc.wait(timeout=max(0.0, timeout))
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        proc.wait()
+        _stop_group(proc)
         raise LavaError(f"Lava run timed out after {timeout:g} s (process group killed): {' '.join(cmd[1:2])}")
+    except BaseException:  # Ctrl-C, SystemExit, …: no Lava process outlives this call
+        _stop_group(proc)
+        raise
+    finally:
+        if not proc.stdin.closed:
+            proc.stdin.close()
     for th in readers:
         th.join(timeout=5)
     return subprocess.CompletedProcess(cmd, proc.returncode, "".join(out_parts), "".join(err_lines))
@@ -116,7 +157,10 @@ def run_job(job: dict, arrays: dict[str, np.ndarray], timeout: float = 600.0,
                 bar.refresh()
 
         try:
-            r = _run([str(py), str(RUNNER), str(job_path), str(res_path)], timeout, on_line)
+            env = {"NEUROPROBE_LAVA_TMPDIR": tmp}
+            if len(tmp) <= _MAX_LAVA_TMPDIR:  # Lava's own temporary files (multiprocessing's) in it too
+                env["TMPDIR"] = tmp
+            r = _run([str(py), str(RUNNER), str(job_path), str(res_path)], timeout, on_line, env=env)
         finally:
             if bar is not None:
                 bar.close()

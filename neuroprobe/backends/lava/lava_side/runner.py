@@ -22,12 +22,24 @@ RESULT.npz: ``spikes/<pop>`` (T, N) uint8, ``v/<pop>``, ``u/<pop>`` (T, N) (int6
 float64 in float), ``w_acc/<proj>`` (S,) final plastic weights, ``w_hist/<proj>`` (R, S) and
 ``rewards_hist`` (R, 2: rewards, coincidences) every ``report_every`` steps, ``timing`` [build s, run s, read-out + stop s, import s]. On
 failure: one line on stderr and exit status 2.
+
+Started by neuroprobe's driver (``NEUROPROBE_LAVA_PARENT`` set), the runner watches its parent: a
+watchdog thread waits for EOF on stdin (a pipe whose only write end the parent holds) and checks
+every 0.1 s that its parent PID is unchanged (when the driver is its direct parent). Once the
+parent is gone (SIGKILL included), it kills the other processes of its process group (Lava's
+runtime), removes ``NEUROPROBE_LAVA_TMPDIR`` (the job's temporary directory, the ``TMPDIR`` of
+Lava's own temporary files where its path is short enough) and multiprocessing's temporary
+directory, and kills itself. Run by hand (no ``NEUROPROBE_LAVA_PARENT``), no watchdog.
 """
 from __future__ import annotations
 
 import json
 import os
+import select
+import shutil
+import signal
 import sys
+import threading
 import time
 
 import numpy as np
@@ -165,7 +177,101 @@ def build_and_run(job: dict, arrays) -> dict:
     return out
 
 
+def _group_members(pgid: int) -> list[int]:
+    """PIDs of the processes in process group ``pgid`` (Linux /proc; empty elsewhere)."""
+    pids = []
+    for entry in os.listdir("/proc") if os.path.isdir("/proc") else []:
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[2]) == pgid:  # after "pid (comm)": state, ppid, pgrp
+            pids.append(int(entry))
+    return pids
+
+
+def _die_with_parent(tmpdir: str | None) -> None:
+    """The parent is gone: kill the rest of the group, remove the job's directory, kill ourselves."""
+    me, pgid = os.getpid(), os.getpgrp()
+    # the driver starts the runner (or a wrapper that runs it) in a new session, so the group that
+    # leads it is the job's alone; a runner started otherwise kills only itself
+    ours = pgid == os.getsid(0)
+    if ours:
+        for _ in range(5):  # processes forked meanwhile are caught by the next pass (and the last killpg)
+            others = [pid for pid in _group_members(pgid) if pid != me]
+            for pid in others:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            if not others:
+                break
+    mp = sys.modules.get("multiprocessing.process")  # Lava's: its temporary directory (sockets) too
+    mp_tmp = getattr(mp, "current_process", lambda: None)()
+    mp_tmp = getattr(mp_tmp, "_config", {}).get("tempdir")
+    for path in (tmpdir, mp_tmp):
+        for _ in range(5):  # nothing in the group writes into it any more; retry if something did meanwhile
+            if not path or not os.path.exists(path):
+                break
+            shutil.rmtree(path, ignore_errors=True)
+    if ours:
+        os.killpg(pgid, signal.SIGKILL)
+    os._exit(3)
+
+
+def _watch_parent() -> threading.Event | None:
+    """Start the watchdog (see the module docstring) when the driver asked for it; setting the
+    returned event stops it. The thread is not a daemon: once it has seen the parent die, an ending
+    main thread (Lava failing as its processes are killed) waits for it to finish the clean-up."""
+    parent = os.environ.get("NEUROPROBE_LAVA_PARENT")
+    if not parent:
+        return None
+    parent_pid, tmpdir = int(parent), os.environ.get("NEUROPROBE_LAVA_TMPDIR") or None
+    try:
+        fd = sys.stdin.fileno()
+    except (AttributeError, ValueError, OSError):
+        fd = None
+    # a wrapper between the driver and this interpreter (a shell script that does not exec) leaves
+    # the pipe's EOF as the only sign; the PID check needs the driver as our direct parent
+    watch_pid = os.getppid() == parent_pid
+    # multiprocessing's temporary directory made now, before Lava forks: its processes share it
+    # (one made in a child would be unknown here)
+    import multiprocessing.util
+
+    multiprocessing.util.get_temp_dir()
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            if watch_pid and os.getppid() != parent_pid:
+                break
+            if fd is None:
+                time.sleep(0.1)
+                continue
+            ready, _, _ = select.select([fd], [], [], 0.1)
+            if ready and not os.read(fd, 65536):  # EOF: every write end is closed, the parent is gone
+                break
+        else:
+            return
+        _die_with_parent(tmpdir)
+
+    threading.Thread(target=watch, name="parent-watchdog", daemon=False).start()
+    return stop
+
+
 def main(argv: list[str]) -> int:
+    stop = _watch_parent()
+    try:
+        return _main(argv)
+    finally:
+        if stop is not None:
+            stop.set()
+
+
+def _main(argv: list[str]) -> int:
     if len(argv) != 3:
         print("usage: runner.py JOB.npz RESULT.npz", file=sys.stderr)
         return 2
