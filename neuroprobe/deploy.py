@@ -96,9 +96,10 @@ def _load(source: Path, overrides: list[str]):
             raise ConfigError(f"deploy: {source} is a directory without config.toml (give a run directory or a config)")
         exp = load_experiment(cfg_path, overrides)
         ckpt = source / CHECKPOINT_NAME
-        state = trained_network_state(load_checkpoint_file(ckpt), f"checkpoint {str(ckpt)!r}") if ckpt.exists() \
-            else None
-        return exp, state, source.name
+        if not ckpt.exists():
+            raise ConfigError(f"deploy: run directory {str(source)!r} has no {CHECKPOINT_NAME} (nothing trained to "
+                              f"deploy yet); deploy its config instead, or finish the run with --resume")
+        return exp, trained_network_state(load_checkpoint_file(ckpt), f"checkpoint {str(ckpt)!r}"), source.name
     if not source.exists():
         raise ConfigError(f"deploy: {source} does not exist (give an experiment TOML or a run directory)")
     exp = load_experiment(source, overrides)
