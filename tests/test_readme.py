@@ -15,4 +15,5 @@ def test_readme_python_quick_start_runs(monkeypatch):
     assert scope["y"].shape == (8, 1024)
     assert scope["kernel"].argmax().item() == 20
     assert scope["a"].shape == (5,)
-    assert scope["back"].rule["order"] == 6 and scope["back"].spec == scope["snn"].spec
+    assert scope["back"].rule == scope["rule"] and scope["back"].rule.kernel.order == 6
+    assert scope["back"].spec == scope["snn"].spec
