@@ -12,8 +12,8 @@ reporter, callbacks). Every such module has ``compile_distal(exp, ctx) -> RunPar
 ("torch", "float")     ``neuroprobe.backends.torch_run``            the torch engine (float32), B trials batched
 ("torch", "fixed")     ``neuroprobe.backends.fixed.distal_run``     Loihi's integers in torch, B trials batched
 ("brian2", "float")    ``neuroprobe.backends.brian2_run``           Brian2, trials one after another
-("lava", "fixed")      ``neuroprobe.backends.fixed.lava_run``       Lava fixed_pt (on-chip learning), per trial
-("lava", "float")      ``neuroprobe.backends.fixed.lava_run``       Lava floating_pt, frozen weights, per trial
+("lava", "fixed")      ``neuroprobe.backends.lava.run``             Lava fixed_pt (on-chip learning), per trial
+("lava", "float")      ``neuroprobe.backends.lava.run``             Lava floating_pt, frozen weights, per trial
 =====================  ==========================================  ==========================================
 
 :func:`distal_network` makes the draws every engine shares (connectivity
@@ -31,8 +31,8 @@ BACKENDS: dict[tuple[str, str], str] = {
     ("torch", "float"): "neuroprobe.backends.torch_run",
     ("torch", "fixed"): "neuroprobe.backends.fixed.distal_run",
     ("brian2", "float"): "neuroprobe.backends.brian2_run",
-    ("lava", "fixed"): "neuroprobe.backends.fixed.lava_run",
-    ("lava", "float"): "neuroprobe.backends.fixed.lava_run",
+    ("lava", "fixed"): "neuroprobe.backends.lava.run",
+    ("lava", "float"): "neuroprobe.backends.lava.run",
 }
 
 N_SAMPLE = 200  # synapses besides the rewarded one whose weights are recorded

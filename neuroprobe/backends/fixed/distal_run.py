@@ -18,7 +18,7 @@ and the integer protocol; the reward is the integer dopamine), learner
 :class:`~neuroprobe.reporters_spiking.DistalReporter` (weights in float units:
 ``|w_acc| / 2**frac_bits · scale_w``), ``[monitor]`` recordings ("spikes" and "v", in float
 voltage units) and the watched weights every report. Lava's fixed_pt run of the same setup
-(:mod:`neuroprobe.backends.fixed.lava_run`) gives byte-identical metrics.
+(:mod:`neuroprobe.backends.lava.run`) gives byte-identical metrics.
 """
 from __future__ import annotations
 

@@ -57,7 +57,7 @@ def _digest(job: dict, arrays: dict) -> str:
 
 def run_cached(job: dict, arrays: dict, path: Path | None, timeout: float, progress: bool, desc: str) -> dict:
     """Run ``job`` on Lava, or reuse ``path`` when it holds the result of the very same job."""
-    from ..lava import run_job
+    from . import run_job
 
     digest = _digest(job, arrays)
     if path is not None and path.is_file():
@@ -154,7 +154,7 @@ def compile_distal(exp, ctx: BuildContext) -> RunParts:
     from ...reporters_spiking import ChunkRowsReporter, distal_row, distal_summary
     from ...tasks.distal_loop import TrialChunks
     from .. import distal_recordings_meta
-    from ..lava import lava_status
+    from . import lava_status
 
     st = lava_status()
     if not st["ok"]:
@@ -175,8 +175,8 @@ def compile_distal(exp, ctx: BuildContext) -> RunParts:
     report_steps = _report_steps(T, every)
 
     if precision == "fixed":
-        from .distal_run import fixed_distal_setup
-        from .rstdp import FixedCascadeRSTDP
+        from ..fixed.distal_run import fixed_distal_setup
+        from ..fixed.rstdp import FixedCascadeRSTDP
 
         su = fixed_distal_setup(exp, ctx.generator)
         fx, proj = su.fx, su.proj
@@ -187,8 +187,8 @@ def compile_distal(exp, ctx: BuildContext) -> RunParts:
     else:
         from ...neurons.inputs import poisson_spikes
         from .. import distal_network
-        from ..lava import float_job
-        from .distal_run import inputs_spec
+        from . import float_job
+        from ..fixed.distal_run import inputs_spec
 
         if not full:
             raise ConfigError(f"run.backend = 'lava' with run.precision = 'float' records every spike (the reward "
