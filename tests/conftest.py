@@ -16,6 +16,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "neuroprobe"))
 
 
 @pytest.fixture(autouse=True)
+def _quiet_brian2():
+    """Brian2's DEBUG code-generation logs are slow under pytest's log capture."""
+    import logging
+
+    logger = logging.getLogger("brian2")
+    level = logger.level
+    logger.setLevel(logging.WARNING)
+    yield
+    logger.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
 def _one_torch_thread():
     """Tiny tensors: one intra-op thread is much faster on busy 2-core machines (restored afterwards)."""
     n = torch.get_num_threads()

@@ -44,15 +44,6 @@ record_last = 0.2
 HEADER = "time,seed,w_rewarded,w_mean,w_p99,rank,rewards,coincidences,rate_exc,rate_inh"
 
 
-@pytest.fixture(autouse=True)
-def _quiet_brian2():
-    import logging
-
-    logger = logging.getLogger("brian2")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    yield
-    logger.setLevel(level)
 
 
 def _config(tmp_path) -> str:

@@ -36,16 +36,6 @@ CARTPOLE_SMALL = ["task.episodes=16", "seeds=2", "run.progress=false", "run.chec
 BRIAN2_SMALL = ["task.duration=1", "task.report_every=0.5", "seeds=2", "run.progress=false", "run.backend=brian2"]
 
 
-@pytest.fixture(autouse=True)
-def _quiet_brian2():
-    """Brian2's DEBUG code-generation logs are slow under pytest's log capture."""
-    import logging
-
-    logger = logging.getLogger("brian2")
-    level = logger.level
-    logger.setLevel(logging.WARNING)
-    yield
-    logger.setLevel(level)
 
 
 @pytest.fixture(autouse=True)

@@ -25,7 +25,8 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["BACKENDS", "backend_module", "compile_distal", "distal_network", "distal_recordings_meta", "N_SAMPLE"]
+__all__ = ["BACKENDS", "backend_module", "compile_distal", "distal_network", "distal_recordings_meta",
+           "distal_monitor_sets", "N_SAMPLE"]
 
 BACKENDS: dict[tuple[str, str], str] = {
     ("torch", "float"): "neuroprobe.backends.torch_run",
@@ -70,6 +71,23 @@ def distal_network(exp, generator, device="cpu", dtype=None, spec=None):
     rewarded = torch.randint(0, proj.n_synapses, (exp.seeds,), generator=generator)
     sample = torch.randperm(proj.n_synapses, generator=generator)[:N_SAMPLE]
     return net, proj, rewarded, sample
+
+
+def distal_monitor_sets(exp, projection: str, rewarded, sample, steps: int):
+    """``(detail, weights, record_from)``: the ``[monitor]`` set, recording from step ``record_from``
+    (the run's last ``run.record_last`` seconds: an hour of rasters is unreadable and large), and the
+    set recording the weights of trial 0's rewarded synapse and the sampled ones every report."""
+    import torch
+
+    from ..monitors import MonitorSet, StateMonitor, monitors_from_config
+
+    dt, every = exp.spiking_spec.dt, exp.schedule.report_every
+    watch = torch.cat([rewarded[:1], sample[sample != rewarded[0]]])
+    detail = MonitorSet(monitors_from_config(exp.monitor.as_table()), dt)
+    weights = MonitorSet([StateMonitor("weight", projection, indices=watch.tolist(), every=every)], dt)
+    rl = exp.run.record_last
+    record_from = 0 if rl <= 0 else steps - int(round(rl / dt))
+    return detail, weights, record_from
 
 
 def distal_recordings_meta(exp) -> dict:

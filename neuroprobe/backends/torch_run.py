@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 
 from ..protocols import BuildContext, ModuleAgent, RuleLearner, RunParts, Transition
-from . import N_SAMPLE, distal_network, distal_recordings_meta as recordings_meta
+from . import N_SAMPLE, distal_monitor_sets, distal_network, distal_recordings_meta as recordings_meta
 
 __all__ = ["SpikingNetAgent", "RSTDPLearner", "build_distal", "compile_distal", "step_generator", "tree_to",
            "N_SAMPLE"]
@@ -140,25 +140,18 @@ def build_distal(exp, generator: torch.Generator, device):
 def compile_distal(exp, ctx: BuildContext) -> RunParts:
     """The distal-reward run on the torch float engine (the registry's ``("torch", "float")``)."""
     from ..callbacks import MonitorsCallback
-    from ..monitors import MonitorSet, StateMonitor, monitors_from_config
     from ..reporters_spiking import DistalReporter, distal_summary
     from ..tasks.distal_loop import DistalRewardTask
 
     net, proj, rule, protocol, rewarded, sample = build_distal(exp, ctx.generator, ctx.device)
     spec, B, sch = exp.spiking_spec, exp.seeds, exp.schedule
-    dt, n_steps, every = spec.dt, sch.total, sch.report_every
+    n_steps, every = sch.total, sch.report_every
     agent = SpikingNetAgent(net, B, step_generator(ctx.generator, net.device, exp.seed), [proj])
     task = DistalRewardTask(protocol, proj.spec.pre, proj.spec.post, n_steps)
     opt = torch.optim.SGD([proj.weight], lr=exp.rule.lr)
     reporter = DistalReporter(spec, proj, protocol, rewarded, exp.seed, n_steps, every)
 
-    # [monitor] recordings cover the last run.record_last seconds (a whole hour of rasters is
-    # unreadable and large); the weights of the watched synapses are recorded every report
-    watch = torch.cat([rewarded[:1], sample[sample != rewarded[0]]])
-    detail = MonitorSet(monitors_from_config(exp.monitor.as_table()), dt)
-    weights = MonitorSet([StateMonitor("weight", proj.name, indices=watch.tolist(), every=every)], dt)
-    rl = exp.run.record_last
-    record_from = 0 if rl <= 0 else n_steps - int(round(rl / dt))
+    detail, weights, record_from = distal_monitor_sets(exp, proj.name, rewarded, sample, n_steps)
 
     def lookup(var: str, pop: str) -> torch.Tensor:
         if var == "weight" and pop == proj.name:

@@ -126,12 +126,11 @@ def fixed_distal_setup(exp, generator: torch.Generator) -> FixedDistalSetup:
 def compile_distal(exp, ctx: BuildContext) -> RunParts:
     """The distal-reward run in the torch fixed-point engine (the registry's ``("torch", "fixed")``)."""
     from ...callbacks import MonitorsCallback
-    from ...monitors import MonitorSet, StateMonitor, monitors_from_config
     from ...reporters_spiking import DistalReporter, distal_summary
-    from .. import distal_recordings_meta
+    from .. import distal_monitor_sets, distal_recordings_meta
 
     su = fixed_distal_setup(exp, ctx.generator)
-    spec, B, T, every, dt = exp.spiking_spec, exp.seeds, su.steps, su.every, exp.spiking_spec.dt
+    spec, B, T, every = exp.spiking_spec, exp.seeds, su.steps, su.every
     fx, proj = su.fx, su.proj
     rule = FixedCascadeRSTDP(proj, B, su.prm)
     protocol = su.protocol()
@@ -143,11 +142,7 @@ def compile_distal(exp, ctx: BuildContext) -> RunParts:
 
     reporter = DistalReporter(spec, None, protocol, su.rewarded, exp.seed, T, every, weights=weights)
     rewarded, sample = su.rewarded, su.sample
-    watch = torch.cat([rewarded[:1], sample[sample != rewarded[0]]])
-    detail = MonitorSet(monitors_from_config(exp.monitor.as_table()), dt)
-    wmon = MonitorSet([StateMonitor("weight", proj.name, indices=watch.tolist(), every=every)], dt)
-    rl = exp.run.record_last
-    record_from = 0 if rl <= 0 else T - int(round(rl / dt))
+    detail, wmon, record_from = distal_monitor_sets(exp, proj.name, rewarded, sample, T)
 
     def lookup(var: str, pop: str) -> torch.Tensor:
         if var == "weight" and pop == proj.name:
