@@ -84,10 +84,11 @@ def _cmd_info(args) -> None:
     import torch
 
     print(f"  torch device  {'cuda (' + torch.cuda.get_device_name(0) + ')' if torch.cuda.is_available() else 'cpu only'}")
-    from .backends.lava import lava_status
+    from .engines import available
 
-    st = lava_status()
-    print(f"  lava          {'ok: ' if st['ok'] else 'NOT WORKING: '}{st['detail']} ({st['python']})")
+    print("engines (neuroprobe run --backend/--precision):")
+    for name, status, detail in available():
+        print(f"  {name:13s} {status}: {detail}")
 
 
 def _version() -> str:

@@ -270,4 +270,4 @@ def test_info_says_when_lava_is_missing(monkeypatch, tmp_path, capsys):
 
     monkeypatch.setenv("NEUROPROBE_LAVA_PYTHON", str(tmp_path / "none"))
     assert main(["info"]) == 0
-    assert "NOT WORKING: no Lava interpreter" in capsys.readouterr().out
+    assert "lava          missing: no Lava interpreter" in capsys.readouterr().out
