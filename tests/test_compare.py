@@ -11,12 +11,12 @@ import numpy as np
 import pytest
 import torch
 
-from neuroprobe.cli import main
 from neuroprobe.compare import compare_runs, format_report, spike_agreement
 from neuroprobe.errors import ConfigError
 from neuroprobe.rundir import RunDir, load_checkpoint_file
 from neuroprobe.runner import run_experiment
 from spiking_nets import SMALL_NET
+from cli_helpers import run_cli as _cli
 
 CONFIG = """name = "tiny"
 seed = 0
@@ -58,15 +58,6 @@ def _metrics(run: Path) -> tuple[list[str], list[list[str]]]:
     with open(run / "metrics.csv", newline="") as f:
         rows = list(csv.reader(f))
     return rows[0], rows[1:]
-
-
-def _cli(argv, capsys):
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def test_same_config_and_seed_is_identical(runs, capsys):

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from neuroprobe.cli import main
 from neuroprobe.config import apply_overrides, load_experiment
 from neuroprobe.errors import ConfigError
+from cli_helpers import run_cli as _cli
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL = (ROOT / "models" / "mlp_4_64_2.toml").as_posix()
@@ -51,16 +51,6 @@ def _write(tmp_path, text, name="c.toml") -> str:
     p = tmp_path / name
     p.write_text(text)
     return str(p)
-
-
-def _cli(argv, capsys):
-    """Run main(argv) in-process -> (exit code, stdout, stderr)."""
-    try:
-        rc = main(argv)
-    except SystemExit as e:  # argparse
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def _assert_one_error_line(rc, err, *words, code=2):

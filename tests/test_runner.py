@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 import torch
 
-from neuroprobe.cli import main
 from neuroprobe.config import RULE_CONFIGS, experiment_model, validate_experiment
 from neuroprobe.rundir import load_checkpoint_file, read_metrics
 from neuroprobe.runner import run_experiment
+from cli_helpers import run_cli as _cli
 
 ROOT = Path(__file__).resolve().parents[1]
 EXPERIMENTS = ROOT / "experiments"
@@ -51,15 +51,6 @@ def _tiny(cfg: Path) -> list[str]:
 
 def _run(cfg, overrides, out, figures=False) -> Path:
     return run_experiment(cfg, overrides=overrides, out=out, figures=figures)
-
-
-def _cli(argv, capsys):
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    out, err = capsys.readouterr()
-    return rc, out, err
 
 
 def _rows(path: Path) -> int:

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from neuroprobe.cli import main
 from neuroprobe.config import RULE_CONFIGS, experiment_model, load_experiment
 from neuroprobe.errors import ConfigError
 from spiking_nets import SMALL_NET
+from cli_helpers import run_cli as _cli
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -30,14 +30,6 @@ def _config(tmp_path: Path, sections: dict[str, str]) -> Path:
     path = tmp_path / "c.toml"
     path.write_text("\n".join(f"{k}\n{v}" for k, v in base.items() if v is not None) + "\n")
     return path
-
-
-def _cli(argv, capsys):
-    try:
-        rc = main(argv)
-    except SystemExit as e:
-        rc = e.code
-    return (rc, *capsys.readouterr())
 
 
 @pytest.mark.parametrize("sections, words", [
