@@ -137,7 +137,7 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--out", default=None, help="run directory (default runs/<name>-<seed>)")
     r.add_argument("--resume", default=None, metavar="RUN_DIR",
                    help="continue a run from its last checkpoint (--set may change only its budget)")
-    r.add_argument("--backend", default=None, choices=["torch", "brian2", "lava"],
+    r.add_argument("--backend", default=None, choices=["torch", "event", "brian2", "lava"],
                    help="engine of a spiking experiment (default: the config's run.backend, torch)")
     r.add_argument("--precision", default=None, choices=["float", "fixed"],
                    help="float, or Loihi's fixed point (default: the config's run.precision, float)")

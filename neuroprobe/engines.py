@@ -1,7 +1,8 @@
 """The engines neuroprobe runs spiking networks on, and what each one computes.
 
 Engines: ``"torch"`` (the float engine: :mod:`neuroprobe.spiking` and
-:class:`~neuroprobe.rules.rstdp.CascadeRSTDP`), ``"torch-fixed"`` (Loihi integer arithmetic in torch:
+:class:`~neuroprobe.rules.rstdp.CascadeRSTDP`), ``"event"`` (the event-driven compiled CPU engine:
+:mod:`neuroprobe.backends.event`, float; its integer variant is bit-identical to "torch-fixed"), ``"torch-fixed"`` (Loihi integer arithmetic in torch:
 :mod:`neuroprobe.backends.fixed`), ``"brian2"`` (:mod:`neuroprobe.backends.brian2`) and ``"lava"``
 (Lava's fixed_pt ProcessModels: :mod:`neuroprobe.backends.lava`).
 
@@ -33,7 +34,7 @@ from .spec.kernel import CascadeKernel
 
 __all__ = ["ENGINES", "available", "impulse_response", "impulse_responses"]
 
-ENGINES = ("torch", "torch-fixed", "brian2", "lava")
+ENGINES = ("torch", "event", "torch-fixed", "brian2", "lava")
 _TAU_STEPS = 20  # STDP trace time constants of the pairing, in steps (any value: the pairing is divided out)
 
 
@@ -43,6 +44,14 @@ def available() -> list[tuple[str, str, str]]:
     :func:`neuroprobe.backends.lava.lava_status` (starts its interpreter: a few seconds)."""
     out = [("torch", "ok", f"torch {torch.__version__}, float64 or float32"),
            ("torch-fixed", "ok", "Loihi integer arithmetic in torch (neuroprobe.backends.fixed)")]
+    from .backends.event import available as event_available
+
+    if event_available():
+        import numba
+
+        out.insert(1, ("event", "ok", f"numba {numba.__version__}: event-driven CPU engine, float and fixed point"))
+    else:
+        out.insert(1, ("event", "missing", "numba does not import: pip install numba"))
     try:
         import brian2
 
@@ -78,6 +87,9 @@ def impulse_response(kernel: CascadeKernel, engine: str, dt: float, steps: int) 
     * ``"torch"``: :class:`~neuroprobe.rules.rstdp.CascadeRSTDP` (float64) on a one-synapse
       projection, a pre spike at step −1 and a post spike at step 0; its eligibility divided by
       the pairing's coincidence ``a_plus·e^(−dt/τ+)``.
+    * ``"event"``: the event engine's lazy cascade (:mod:`neuroprobe.backends.event.cascade`): the
+      state right after the pairing's coincidence, advanced in closed form to each lag ``k`` in one
+      jump (what the engine does between a synapse's events), ``scale·x[n−1]`` per unit coincidence.
     * ``"torch-fixed"``: :class:`~neuroprobe.backends.fixed.rstdp.FixedCascadeRSTDP` with
       :func:`~neuroprobe.backends.fixed.rstdp.fixed_rstdp_params`, the same pairing (then, without
       spikes or dopamine, the rule's step reduces to its integer cascade update); the integer
@@ -108,7 +120,7 @@ def impulse_responses(kernels: Iterable[CascadeKernel], engine: str, dt: float, 
     dt, steps = _check(kernels, engine, dt, steps)
     if engine == "lava":
         return _lava(kernels, dt, steps)
-    fn = {"torch": _torch, "torch-fixed": _torch_fixed, "brian2": _brian2}[engine]
+    fn = {"torch": _torch, "event": _event, "torch-fixed": _torch_fixed, "brian2": _brian2}[engine]
     return [fn(k, dt, steps) for k in kernels]
 
 
@@ -139,6 +151,26 @@ def _torch(kernel: CascadeKernel, dt: float, steps: int) -> np.ndarray:
     for t in range(steps):
         out[t] = float(rule.step(zero, one if t == 0 else zero)[0, 0])
     return out / c
+
+
+def _event(kernel: CascadeKernel, dt: float, steps: int) -> np.ndarray:
+    from .backends.event import available
+    from .backends.event.cascade import KF_FIELDS, advance_to, explicit_step, lazy_constants
+
+    if not available():
+        raise NeuroprobeError("engine 'event' needs numba: pip install numba")
+    kf, tab = lazy_constants(kernel, dt, 1.0, 0.0, -1.0, 1.0)
+    n = kernel.order
+    none_t, none_v, none_n = np.zeros((1, 1), np.int64), np.zeros((1, 1)), np.zeros(1, np.int64)
+    X0, T0, W = np.zeros((1, 1, n)), np.zeros((1, 1), np.int64), np.zeros((1, 1))
+    explicit_step(X0, T0, W, 0, 0, 1, 1.0, 0.0, none_t, none_v, none_n, kf, tab)  # unit coincidence at step 1
+    scale = kf[KF_FIELDS.index("scale")]
+    out = np.empty(steps)
+    for k in range(steps):  # each lag from the pairing's state in one closed-form jump
+        X, T = X0.copy(), T0.copy()
+        advance_to(X, T, W, 0, 0, 1 + k, none_t, none_v, none_n, kf, tab)
+        out[k] = scale * X[0, 0, n - 1]
+    return out
 
 
 # ------------------------------------------------------------------------------------ fixed point

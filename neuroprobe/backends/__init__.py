@@ -11,6 +11,8 @@ reporter, callbacks). Every such module has ``compile_distal(exp, ctx) -> RunPar
 =====================  ==========================================  ==========================================
 ("torch", "float")     ``neuroprobe.backends.torch_run``            the torch engine (float32), B trials batched
 ("torch", "fixed")     ``neuroprobe.backends.fixed.distal_run``     Loihi's integers in torch, B trials batched
+("event", "float")     ``neuroprobe.backends.event.run``            event-driven compiled CPU engine (numba)
+("event", "fixed")     ``neuroprobe.backends.event.run``            the same engine in Loihi's integers
 ("brian2", "float")    ``neuroprobe.backends.brian2_run``           Brian2, trials one after another
 ("lava", "fixed")      ``neuroprobe.backends.lava.run``             Lava fixed_pt (on-chip learning), per trial
 ("lava", "float")      ``neuroprobe.backends.lava.run``             Lava floating_pt, frozen weights, per trial
@@ -25,12 +27,14 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-__all__ = ["BACKENDS", "backend_module", "compile_distal", "distal_network", "distal_recordings_meta",
+__all__ = ["BACKENDS", "backend_module", "compile_distal", "distal_network", "distal_recordings_meta", "run_dtype",
            "distal_monitor_sets", "N_SAMPLE"]
 
 BACKENDS: dict[tuple[str, str], str] = {
     ("torch", "float"): "neuroprobe.backends.torch_run",
     ("torch", "fixed"): "neuroprobe.backends.fixed.distal_run",
+    ("event", "float"): "neuroprobe.backends.event.run",
+    ("event", "fixed"): "neuroprobe.backends.event.run",
     ("brian2", "float"): "neuroprobe.backends.brian2_run",
     ("lava", "fixed"): "neuroprobe.backends.lava.run",
     ("lava", "float"): "neuroprobe.backends.lava.run",
@@ -65,12 +69,21 @@ def distal_network(exp, generator, device="cpu", dtype=None, spec=None):
 
     from ..spiking import SpikingNetwork
 
+    run = exp.run
     net = SpikingNetwork(spec if spec is not None else exp.spiking_spec, generator, batch=None, device=device,
-                         dtype=dtype or torch.float32, propagation=exp.run.propagation)
+                         dtype=dtype or run_dtype(exp), propagation=run.propagation,
+                         rng="hash" if run.hash_rng else "generator", noise_seed=int(exp.seed))
     proj = net.projection(exp.rule.projection)
     rewarded = torch.randint(0, proj.n_synapses, (exp.seeds,), generator=generator)
     sample = torch.randperm(proj.n_synapses, generator=generator)[:N_SAMPLE]
     return net, proj, rewarded, sample
+
+
+def run_dtype(exp):
+    """The torch dtype of ``run.dtype`` (float32 or float64)."""
+    import torch
+
+    return torch.float64 if exp.run.dtype == "float64" else torch.float32
 
 
 def distal_monitor_sets(exp, projection: str, rewarded, sample, steps: int):

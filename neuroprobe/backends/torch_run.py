@@ -1,7 +1,9 @@
 """The torch float engine's compiler for the distal-reward experiment (the registry's
 ``("torch", "float")``): the network and its cascade R-STDP run as they are, in torch.
 
-Torch engine, float (``run.backend = "torch"``, ``run.precision = "float"``): B trials
+Torch engine, float (``run.backend = "torch"``, ``run.precision = "float"``; ``run.dtype``
+float32 or float64; ``run.rng = "hash"``: the counter-based noise the event engine draws, so the
+two engines give identical spikes in float64): B trials
 (``seeds``) run as one batch on one network structure; each trial has its own weights of the
 plastic projection, its own rewarded synapse, noise and rewards. One loop step is one network
 step of dt:
@@ -133,7 +135,9 @@ def build_distal(exp, generator: torch.Generator, device):
                         normalize=None if r.normalize == "none" else r.normalize)
     protocol = DistalReward(proj.pre[rewarded].cpu(), proj.post[rewarded].cpu(), spec.dt, window=t.window,
                             delay_min=t.delay_min, delay_max=t.delay_max, dopamine_tau=t.dopamine_tau,
-                            dopamine_amp=t.dopamine_amp, generator=generator)
+                            dopamine_amp=t.dopamine_amp, generator=generator,
+                            rng="hash" if exp.run.hash_rng else "generator",
+                            seeds=int(exp.seed) + torch.arange(B), hash_index=sum(p.size for p in spec.populations))
     return net, proj, rule, protocol, rewarded, sample
 
 

@@ -169,6 +169,15 @@ def _check_backend(exp) -> None:
         have = ", ".join(f"{b}/{p}" for b, p in allowed)
         raise ValueError(f"'{key}' = {value!r}: rule {rule.name!r} (task {task.name!r}) runs on {have} "
                          f"(run.backend/run.precision)")
+    if run.backend == "brian2" and run.rng == "hash":
+        raise ValueError("'run.rng' = 'hash': Brian2 draws its own random numbers (run.backend = 'brian2'); use "
+                         "run.rng = 'auto' or 'generator'")
+    if run.rng == "generator" and (run.backend in ("event", "lava") or run.precision == "fixed"):
+        raise ValueError(f"'run.rng' = 'generator': the {run.backend} engine in {run.precision} draws counter-based "
+                         f"hash noise only; use run.rng = 'auto' or 'hash'")
+    if run.backend == "event" and exp.device != "cpu":
+        raise ValueError(f"'device' = {exp.device!r}: the event engine runs on the CPU (run.backend = 'event'); use "
+                         f"device = \"cpu\" or run.backend = 'torch' for GPUs")
     if exp.device != "cpu" and (run.precision == "fixed" or run.backend == "lava"):
         raise ValueError(f"'device' = {exp.device!r}: the fixed-point engine and Lava run on the CPU "
                          f"(run.backend = {run.backend!r}, run.precision = {run.precision!r}); use device = \"cpu\"")

@@ -111,11 +111,27 @@ class RunSection(StrictModel):
     """Show a progress bar."""
     threads: Annotated[StrictInt, Field(ge=1, le=256)] = 1
     """torch CPU threads (small networks run fastest on one)."""
-    backend: Literal["torch", "brian2", "lava"] = "torch"
-    """Engine of a spiking experiment: torch, Brian2 or Lava (neuroprobe.backends.BACKENDS)."""
+    backend: Literal["torch", "event", "brian2", "lava"] = "torch"
+    """Engine of a spiking experiment: torch, event (the event-driven compiled CPU engine), Brian2 or
+    Lava (neuroprobe.backends.BACKENDS)."""
     precision: Literal["float", "fixed"] = "float"
     """Arithmetic of the engine: float, or Loihi's fixed point (torch's integer engine, Lava fixed_pt)."""
+    rng: Literal["auto", "generator", "hash"] = "auto"
+    """Random numbers of a spiking run (membrane/escape noise, Poisson inputs, reward delays):
+    "generator" (torch's generator seeded by the run), "hash" (counter-based: a hash of seed, step
+    and neuron, the same numbers on every engine, so the torch and event engines give identical
+    spikes), "auto" (hash on the event engine, fixed point and Lava; generator elsewhere)."""
+    dtype: Literal["float32", "float64"] = "float32"
+    """Float precision of the torch and event engines' spiking networks (float64: engines agree
+    spike for spike)."""
     propagation: Literal["auto", "dense", "event", "csr"] = "auto"
     """How spikes cross sparse projections in the torch engine."""
     record_last: NonNegFloat = 10.0
     """Spiking runs: [monitor] recordings cover the last seconds of the run (0 = all)."""
+
+    @property
+    def hash_rng(self) -> bool:
+        """Whether the run draws counter-based hash noise (``rng``, "auto" resolved by the engine)."""
+        if self.rng != "auto":
+            return self.rng == "hash"
+        return self.backend in ("event", "lava") or self.precision == "fixed"

@@ -1,6 +1,11 @@
 """Input populations: Poisson spike sources and rate coding of observations.
 
 Shapes: rates (B, N) in Hz; spikes (B, N) in {0, 1}; dt in seconds.
+
+Poisson spikes come from a ``torch.Generator`` or, given a
+:class:`~neuroprobe.neurons.lif.HashKey`, from the counter-based hash of
+:mod:`neuroprobe.neurons.hash_rng` (spike where ``(h + 0.5)/2**32 < p``, p promoted to float64): the
+same spikes in every engine.
 """
 from __future__ import annotations
 
@@ -8,15 +13,26 @@ import torch
 from torch import Tensor
 
 from ..errors import ConfigError
+from .hash_rng import hash_uniform
 
-__all__ = ["poisson_spikes", "rate_code"]
+__all__ = ["poisson_spikes", "poisson_probability", "rate_code"]
 
 
-def poisson_spikes(rates: Tensor, dt: float, generator: torch.Generator | None = None) -> Tensor:
-    """One step of independent Poisson (Bernoulli) spikes: P(spike) = 1 − exp(−rate·dt)."""
+def poisson_probability(rates: Tensor, dt: float) -> Tensor:
+    """P(spike) within one step, ``−expm1(−rate·dt)``, in the dtype of ``rates`` (every engine's p)."""
     if (rates < 0).any():
         raise ConfigError("poisson rates must be >= 0 Hz")
-    p = -torch.expm1(-rates * dt)
+    return -torch.expm1(-rates * dt)
+
+
+def poisson_spikes(rates: Tensor, dt: float, generator: torch.Generator | None = None, hash_key=None) -> Tensor:
+    """One step of independent Poisson (Bernoulli) spikes: P(spike) = 1 − exp(−rate·dt).
+
+    hash_key: a :class:`~neuroprobe.neurons.lif.HashKey` (seeds (B, 1), 1-based step, global neuron
+    indices (N,)) to draw from the counter-based hash instead of ``generator``."""
+    p = poisson_probability(rates, dt)
+    if hash_key is not None:
+        return (hash_uniform(*hash_key) < p).to(p.dtype)
     u = torch.rand(p.shape, generator=generator, dtype=p.dtype, device=p.device)
     return (u < p).to(p.dtype)
 

@@ -28,6 +28,12 @@ Stochastic neurons (the source of node perturbation):
   resets where it spiked. The returned noise is ``z − p`` (spike minus its expectation), whose
   correlation with the reward gives the REINFORCE/node-perturbation eligibility.
 
+Noise source: a ``torch.Generator`` (default), or the counter-based hash of
+:mod:`neuroprobe.neurons.hash_rng` when a :class:`HashKey` (per-trial seeds, 1-based step, global
+neuron indices) is given: membrane noise ``s · c`` (``s`` the hash's byte sum, ``c =
+dtype(σ / NOISE_SD_BYTES)``) instead of ``σ·ξ``, and escape spikes where the hash uniform
+``u < p`` — the same numbers in every engine (the event engine draws them in numba).
+
 Shapes: every state tensor is ``(B, N)`` or any shape with the batch axis leading; parameters are
 scalars (one value per population).
 """
@@ -43,9 +49,10 @@ from torch import Tensor
 
 from ..backends.norse_cells import box_step, cuba_step, norse_available, refractory_update, require_norse
 from ..errors import ConfigError
+from .hash_rng import NOISE_SD_BYTES, hash_membrane_noise, hash_uniform
 
-__all__ = ["LIFParameters", "LIFState", "lif_step", "lif_init", "NOISE_KINDS", "ENGINES", "default_engine",
-           "escape_probability"]
+__all__ = ["LIFParameters", "LIFState", "HashKey", "lif_step", "lif_init", "NOISE_KINDS", "ENGINES",
+           "default_engine", "escape_probability"]
 
 NOISE_KINDS = ("none", "membrane", "escape")
 ENGINES = ("norse", "torch")
@@ -116,6 +123,15 @@ class LIFParameters:
         return asdict(self)
 
 
+class HashKey(NamedTuple):
+    """Where a population's counter-based noise is drawn: ``seeds`` (B, 1) int64 (``noise_seed + b``),
+    ``t`` the 1-based step, ``index`` (N,) int64 global neuron indices."""
+
+    seeds: Tensor
+    t: int
+    index: Tensor
+
+
 class LIFState(NamedTuple):
     """v: membrane potential; i: synaptic current (zeros for LIF); rho: refractory steps left
     (float, 0 = free). Each (B, N)."""
@@ -157,6 +173,7 @@ class _Consts(NamedTuple):
     noise_std: Tensor
     v_leak_zero: bool
     refractory: bool
+    hash_c: Tensor  # dtype(noise_std / NOISE_SD_BYTES): the hash noise's current per unit of byte sum
 
 
 @lru_cache(maxsize=256)
@@ -165,11 +182,13 @@ def _consts(p: LIFParameters, dtype: torch.dtype, device: torch.device) -> _Cons
     c_syn = -p.dt * t(1.0 / p.tau_syn) if p.tau_syn > 0 else t(0.0)
     v_th = math.inf if p.noise == "escape" else p.v_th
     return _Consts(p.dt * t(1.0 / p.tau_mem), c_syn, t(p.v_leak), t(v_th), t(p.v_reset), t(float(p.refractory_steps)),
-                   t(0.0), t(1.0), t(p.noise_std), p.v_leak == 0.0, p.refractory_steps > 0)
+                   t(0.0), t(1.0), t(p.noise_std), p.v_leak == 0.0, p.refractory_steps > 0,
+                   t(p.noise_std / NOISE_SD_BYTES))
 
 
 def lif_step(i_in: Tensor, state: LIFState, p: LIFParameters, engine: str | None = None,
-             generator: torch.Generator | None = None) -> tuple[Tensor, LIFState, Tensor | None]:
+             generator: torch.Generator | None = None, hash_key: HashKey | None = None
+             ) -> tuple[Tensor, LIFState, Tensor | None]:
     """One step of ``dt`` for a population; pure.
 
     Args:
@@ -179,6 +198,7 @@ def lif_step(i_in: Tensor, state: LIFState, p: LIFParameters, engine: str | None
         engine: "norse" (norse's functional steps) or "torch" (own transcription); None = norse if
             installed.
         generator: for membrane/escape noise.
+        hash_key: draw the noise from the counter-based hash instead (the generator is unused).
 
     Returns:
         (z, new_state, noise): spikes (B, N) in {0, 1} (state dtype); noise is the injected
@@ -190,10 +210,13 @@ def lif_step(i_in: Tensor, state: LIFState, p: LIFParameters, engine: str | None
     if engine == "norse":
         require_norse()
     if engine == "torch":
-        return torch_step_fn(p, i_in.dtype, i_in.device)(i_in, state, generator)
+        return torch_step_fn(p, i_in.dtype, i_in.device)(i_in, state, generator, hash_key)
     noise = None
     if p.noise == "membrane" and p.noise_std > 0:
-        noise = p.noise_std * torch.randn(i_in.shape, generator=generator, dtype=i_in.dtype, device=i_in.device)
+        if hash_key is not None:
+            noise = hash_membrane_noise(*hash_key, _consts(p, i_in.dtype, i_in.device).hash_c)
+        else:
+            noise = p.noise_std * torch.randn(i_in.shape, generator=generator, dtype=i_in.dtype, device=i_in.device)
         i_in = i_in + noise
     v_th = math.inf if p.noise == "escape" else p.v_th  # escape: no hard threshold, spikes drawn below
     if p.model == "cuba_lif":
@@ -204,7 +227,10 @@ def lif_step(i_in: Tensor, state: LIFState, p: LIFParameters, engine: str | None
         i_new = state.i
     if p.noise == "escape":
         prob = escape_probability(v_new, p)  # v_new is the pre-threshold voltage here (no hard reset)
-        u = torch.rand(prob.shape, generator=generator, dtype=prob.dtype, device=prob.device)
+        if hash_key is not None:
+            u = hash_uniform(*hash_key).to(prob.device)  # float64: compared with p promoted to float64
+        else:
+            u = torch.rand(prob.shape, generator=generator, dtype=prob.dtype, device=prob.device)
         z = (u < prob).to(v_new.dtype)
         v_new = (1 - z) * v_new + z * p.v_reset
     rho = state.rho
@@ -219,8 +245,8 @@ def lif_step(i_in: Tensor, state: LIFState, p: LIFParameters, engine: str | None
 @lru_cache(maxsize=256)
 def torch_step_fn(p: LIFParameters, dtype: torch.dtype, device: torch.device):
     """The torch engine's step for one population, specialised once per (parameters, dtype,
-    device): ``fn(i_in, state, generator) -> (z, new_state, noise)``, the same as
-    ``lif_step(i_in, state, p, "torch", generator)``.
+    device): ``fn(i_in, state, generator, hash_key=None) -> (z, new_state, noise)``, the same as
+    ``lif_step(i_in, state, p, "torch", generator, hash_key)``.
 
     norse's equations with fewer kernels and the same values: spikes are kept as a bool mask
     ``zb`` until the end; ``(1 − z) a + z b`` becomes ``where(zb, b, a)``; the refractory update
@@ -228,16 +254,20 @@ def torch_step_fn(p: LIFParameters, dtype: torch.dtype, device: torch.device):
     (equal for every rho); constants are norse's 0-dim parameter tensors."""
     k = _consts(p, dtype, device)
     c_mem, c_syn, v_leak, v_th, v_reset, rho_reset, zero, one, sigma = k[:9]
+    hash_c = k.hash_c
     cuba, v_leak_zero, refractory = p.tau_syn > 0, k.v_leak_zero, k.refractory
     membrane, escape = p.noise == "membrane" and p.noise_std > 0, p.noise == "escape"
     gt, where, randn, sub, mul, add = torch.gt, torch.where, torch.randn, torch.sub, torch.mul, torch.add
 
-    def step(i_in: Tensor, state: LIFState, generator: torch.Generator | None = None
-             ) -> tuple[Tensor, LIFState, Tensor | None]:
+    def step(i_in: Tensor, state: LIFState, generator: torch.Generator | None = None,
+             hash_key: HashKey | None = None) -> tuple[Tensor, LIFState, Tensor | None]:
         v, i, rho = state
         noise = None
         if membrane:
-            noise = randn(i_in.shape, generator=generator, dtype=dtype, device=device).mul_(sigma)
+            if hash_key is not None:
+                noise = hash_membrane_noise(*hash_key, hash_c)
+            else:
+                noise = randn(i_in.shape, generator=generator, dtype=dtype, device=device).mul_(sigma)
             i_in = i_in + noise
         if cuba:  # lif_feed_forward_step
             i_new = i + i_in
@@ -250,7 +280,10 @@ def torch_step_fn(p: LIFParameters, dtype: torch.dtype, device: torch.device):
             i_new = i
         if escape:  # no hard threshold (v_th = inf): spikes drawn from the escape rate
             prob = escape_probability(v_d, p)
-            zb = torch.rand(prob.shape, generator=generator, dtype=dtype, device=device) < prob
+            if hash_key is not None:  # float64 uniforms: the comparison promotes p to float64
+                zb = hash_uniform(*hash_key) < prob
+            else:
+                zb = torch.rand(prob.shape, generator=generator, dtype=dtype, device=device) < prob
         else:
             zb = gt(v_d, v_th)  # == heaviside(v_d - v_th)
         if refractory:

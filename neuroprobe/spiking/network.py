@@ -13,6 +13,13 @@ into the post population's LIF step; input populations ("input": spikes given by
 Batch axis: every state tensor is (B, N) — B independent trials (seeds, conditions). Weights are
 (S,) shared by the trials, or (B, S) with ``per_trial_weights=True`` (needed when each trial
 learns its own weights).
+
+Noise (membrane and escape noise, Poisson spikes): drawn from the ``generator`` passed to
+:meth:`SpikingNetwork.step` (``rng="generator"``, the default), or from the counter-based hash of
+:mod:`neuroprobe.neurons.hash_rng` (``rng="hash"``): trial b uses seed ``noise_seed + b``, the
+1-based step number is kept in the state (``state["t"]``) and each neuron draws at its global index
+(the offset of its population in spec order, all kinds, plus its index within it); the event
+engine (:mod:`neuroprobe.backends.event`) draws the same numbers and produces the same spikes.
 """
 from __future__ import annotations
 
@@ -25,7 +32,7 @@ from torch import Tensor, nn
 from .._args import check_batch
 from ..errors import ConfigError, ShapeError
 from ..neurons.inputs import poisson_spikes
-from ..neurons.lif import LIFState, default_engine, lif_init, lif_step, torch_step_fn
+from ..neurons.lif import HashKey, LIFState, default_engine, lif_init, lif_step, torch_step_fn
 from .projection import (csr_matmul, find_projection, csr_rowptr, padded_rows, propagate,
                          random_connectivity)
 from .spec import SIGNS, ProjectionSpec, SpikingSpec
@@ -37,7 +44,9 @@ __all__ = ["SpikingNetwork", "Projection", "NetworkState"]
 # product about _CSR_NS[0] + _CSR_NS[1]·B per synapse (ns; only their ratio matters)
 _EVENT_NS, _CSR_NS = 20.0, (3.5, 0.3)
 
-NetworkState = dict  # {"z": {pop: (B, N)}, "lif": {pop: LIFState}, "noise": {pop: (B, N) | None}}
+# {"z": {pop: (B, N)}, "lif": {pop: LIFState}, "noise": {pop: (B, N) | None}} (+ "t": steps done, rng "hash")
+NetworkState = dict
+RNG_MODES = ("generator", "hash")
 
 
 def input_spikes(name: str, size: int, inputs: Mapping[str, Tensor], B: int) -> Tensor:
@@ -154,6 +163,8 @@ class SpikingNetwork(nn.Module):
         dtype, device: of weights and states; ``device="cuda"`` runs on a GPU with no other change.
         propagation: "auto" | "dense" | "event" | "csr" (see
             :func:`~neuroprobe.spiking.projection.propagate`).
+        rng: "generator" (noise from the generator given to :meth:`step`) | "hash" (the
+            counter-based hash, see the module docstring). noise_seed: the hash's seed of trial 0.
 
     All projections are propagated together: the spikes of every source population, concatenated,
     go through one merged synapse table (each projection keeps its own block of output columns,
@@ -169,8 +180,13 @@ class SpikingNetwork(nn.Module):
 
     def __init__(self, spec: SpikingSpec, generator: torch.Generator | None = None, batch: int | None = None,
                  dtype: torch.dtype = torch.float32, device: torch.device | str | None = None,
-                 propagation: str = "auto"):
+                 propagation: str = "auto", rng: str = "generator", noise_seed: int = 0):
         super().__init__()
+        if rng not in RNG_MODES:
+            raise ConfigError(f"rng = {rng!r}: allowed {list(RNG_MODES)}")
+        if isinstance(noise_seed, bool) or not isinstance(noise_seed, int) or not 0 <= noise_seed < 2 ** 32:
+            raise ConfigError(f"noise_seed = {noise_seed!r}: must be an integer in [0, 2**32)")
+        self.rng, self.noise_seed = rng, noise_seed
         if not isinstance(spec, SpikingSpec):
             raise ConfigError(f"spec = {type(spec).__name__}: must be a SpikingSpec (load_spiking_spec(path) or "
                               "spec_from_dict(dict))")
@@ -188,6 +204,7 @@ class SpikingNetwork(nn.Module):
         self._plan = None
         self._wcache = None
         self._rates: dict = {}
+        self._hash_index: dict = {}
         self.to(device)
 
     @property
@@ -205,6 +222,8 @@ class SpikingNetwork(nn.Module):
             z[name] = torch.zeros(batch, p.size, dtype=self.dtype, device=self.device)
             if p.kind == "lif":
                 lif[name] = lif_init((batch, p.size), p.lif, self.dtype, self.device)
+        if self.rng == "hash":
+            return {"z": z, "lif": lif, "noise": {}, "t": 0}
         return {"z": z, "lif": lif, "noise": {}}
 
     def step(self, state: NetworkState, inputs: Mapping[str, Tensor] | None = None,
@@ -225,6 +244,7 @@ class SpikingNetwork(nn.Module):
         z_prev = state["z"]
         B = next(iter(z_prev.values())).shape[0]
         z_new, lif_new, noise = {}, {}, {}
+        keys = self._hash_keys(B, int(state["t"]) + 1) if self.rng == "hash" else {}
         for name, p in self._ext:
             if p.kind == "input":
                 z_new[name] = input_spikes(name, p.size, inputs, B).to(self.dtype)
@@ -232,7 +252,7 @@ class SpikingNetwork(nn.Module):
                 rates = inputs.get(name)
                 if rates is None:
                     rates = self._constant_rates(name, p, B)
-                z_new[name] = poisson_spikes(rates.to(self.dtype), self.spec.dt, generator)
+                z_new[name] = poisson_spikes(rates.to(self.dtype), self.spec.dt, generator, keys.get(name))
         currents = self._synaptic_input(z_prev, B)
         lif_state = state["lif"]
         fast = self.engine == "torch"
@@ -246,11 +266,35 @@ class SpikingNetwork(nn.Module):
                 i_in = i_in + inputs[name].to(self.dtype)
             if fast:  # lif_step(..., "torch") without its per-call dispatch
                 z, lif_new[name], noise[name] = torch_step_fn(p.lif, i_in.dtype, i_in.device)(i_in, lif_state[name],
-                                                                                            generator)
+                                                                                            generator, keys.get(name))
             else:
-                z, lif_new[name], noise[name] = lif_step(i_in, lif_state[name], p.lif, self.engine, generator)
+                z, lif_new[name], noise[name] = lif_step(i_in, lif_state[name], p.lif, self.engine, generator,
+                                                         keys.get(name))
             z_new[name] = z
+        if self.rng == "hash":
+            return z_new, {"z": z_new, "lif": lif_new, "noise": noise, "t": int(state["t"]) + 1}
         return z_new, {"z": z_new, "lif": lif_new, "noise": noise}
+
+    def global_offsets(self) -> dict[str, int]:
+        """{population: index of its first neuron} in the global neuron numbering of the hash noise
+        (populations in spec order, all kinds)."""
+        off, n = {}, 0
+        for p in self.spec.populations:
+            off[p.name], n = n, n + p.size
+        return off
+
+    def _hash_keys(self, B: int, t: int) -> dict[str, HashKey]:
+        """{population: HashKey} of step t (seeds ``noise_seed + b``, global neuron indices; cached)."""
+        dev = self.device
+        c = self._hash_index.get((B, dev))
+        if c is None:
+            seeds = (self.noise_seed + torch.arange(B, dtype=torch.int64, device=dev))[:, None]
+            off = self.global_offsets()
+            idx = {p.name: torch.arange(off[p.name], off[p.name] + p.size, dtype=torch.int64, device=dev)
+                   for p in self.spec.populations}
+            c = self._hash_index[(B, dev)] = (seeds, idx)
+        seeds, idx = c
+        return {name: HashKey(seeds, t, i) for name, i in idx.items()}
 
     # ------------------------------------------------------------------ propagation internals
 

@@ -13,6 +13,11 @@ synapses although every synapse's coincidences are rewarded at random times too.
 
 Batch: B independent trials (seeds), each with its own rewarded synapse (``rewarded`` (B,)) and
 its own pending rewards. Tensors: spikes (B, N); dopamine (B,).
+
+Reward delays: drawn from ``generator`` (``rng = "generator"``), or counter-based (``rng =
+"hash"``, what the event engine computes in compiled code): on a hit of trial k at the 1-based step
+t, ``u = (hash_uniform32(seeds[k], t, hash_index) + 0.5) / 2**32`` (``hash_index``: one past the
+network's last neuron, a counter no neuron's noise uses).
 """
 from __future__ import annotations
 
@@ -33,12 +38,21 @@ class DistalReward:
         pre, post: (B,) neuron indices (in the pre and post populations) of each trial's rewarded synapse.
         dt: step (s). window: coincidence window (s). delay_min, delay_max: reward delay range (s).
         dopamine_tau: decay of d (s). dopamine_amp: increment per reward.
-        generator: draws the reward delays.
+        generator: draws the reward delays (``rng = "generator"``).
+        rng: "generator" or "hash" (see the module docstring); seeds: (B,) hash seeds per trial
+        (``rng = "hash"``); hash_index: the hash counter of the delays.
     """
 
     def __init__(self, pre: Tensor, post: Tensor, dt: float, window: float = 10e-3, delay_min: float = 1.0,
                  delay_max: float = 3.0, dopamine_tau: float = 0.2, dopamine_amp: float = 0.5,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, rng: str = "generator", seeds: Tensor | None = None,
+                 hash_index: int = 0):
+        if rng not in ("generator", "hash"):
+            raise ConfigError(f"rng = {rng!r}: allowed 'generator' or 'hash'")
+        if rng == "hash" and (seeds is None or torch.as_tensor(seeds).numel() != torch.as_tensor(pre).numel()):
+            raise ConfigError("rng = 'hash' needs seeds, one per trial")
+        self.rng, self.hash_index = rng, int(hash_index)
+        self.seeds = None if seeds is None else torch.as_tensor(seeds, dtype=torch.int64).reshape(-1)
         if not 0 <= delay_min <= delay_max:
             raise ConfigError(f"task.delay_min/delay_max = {delay_min}, {delay_max}: need 0 <= min <= max (s)")
         if window <= 0 or dopamine_tau <= 0:
@@ -71,7 +85,7 @@ class DistalReward:
         self.last_pre = torch.where(pre_fired, torch.full_like(self.last_pre, t), self.last_pre)
         if hit.any():
             for k in hit.nonzero().flatten().tolist():
-                u = float(torch.rand((), generator=self.generator, dtype=torch.float64))
+                u = self._uniform(k, t + 1)
                 delay = self.delay_min + (self.delay_max - self.delay_min) * u
                 self.schedule[k, (t + max(1, int(round(delay / self.dt)))) % self.horizon] += 1
                 self.coincidences[k] += 1
@@ -82,6 +96,15 @@ class DistalReward:
         self.dopamine = self.dopamine * self.decay + self.amp * delivered
         self.step_index += 1
         return self.dopamine
+
+    def _uniform(self, k: int, t1: int) -> float:
+        """The delay's uniform draw of trial k at the 1-based step t1."""
+        if self.rng == "hash":
+            from ..neurons.hash_rng import hash_uniform32
+
+            h = int(hash_uniform32(self.seeds[k:k + 1], t1, torch.tensor([self.hash_index]))[0])
+            return (h + 0.5) / 2.0 ** 32
+        return float(torch.rand((), generator=self.generator, dtype=torch.float64))
 
     def state_dict(self) -> dict:
         return {"step_index": self.step_index, "last_pre": self.last_pre.clone(), "schedule": self.schedule.clone(),

@@ -1,13 +1,15 @@
 """The engine-conformance suite's parametrisation: every test taking an ``engine`` argument runs
-once per installed engine of :data:`neuroprobe.engines.ENGINES` ("torch", "torch-fixed", "brian2"
+once per installed engine of :data:`neuroprobe.engines.ENGINES` ("torch", "event" when numba
+imports, "torch-fixed", "brian2"
 when it imports, and "lava", marked ``lava``: NEUROPROBE_SKIP_LAVA=1 skips it when Lava is not
 working, tests/conftest.py). A new engine added to ``neuroprobe.engines`` inherits the suite."""
 import pytest
 
 from neuroprobe.backends.brian2 import brian2_available
+from neuroprobe.backends.event import available as event_available
 from neuroprobe.engines import ENGINES
 
-FLOAT_ENGINES = ("torch", "brian2")  # float64 arithmetic: equal to the closed forms to 1e-9
+FLOAT_ENGINES = ("torch", "event", "brian2")  # float64 arithmetic: equal to the closed forms to 1e-9
 FIXED_ENGINES = ("torch-fixed", "lava")  # Loihi integers: within the stated quantisation bounds
 
 
@@ -15,6 +17,8 @@ def engine_params() -> list:
     out = []
     for name in ENGINES:
         if name == "brian2" and not brian2_available():
+            continue
+        if name == "event" and not event_available():
             continue
         out.append(pytest.param(name, marks=pytest.mark.lava) if name == "lava" else name)
     return out

@@ -161,7 +161,7 @@ def test_engine_arguments():
     from neuroprobe.errors import ConfigError
 
     k = CascadeKernel(2, 0.01)
-    with pytest.raises(ConfigError, match=r"engine = 'nest': allowed \['torch', 'torch-fixed', 'brian2', 'lava'\]"):
+    with pytest.raises(ConfigError, match=r"engine = 'nest': allowed \['torch', 'event', 'torch-fixed', 'brian2', 'lava'\]"):
         impulse_response(k, "nest", DT, 10)
     for kw in ({"dt": 0.0}, {"dt": float("nan")}, {"steps": 0}, {"steps": 2.5}):
         args = {"dt": DT, "steps": 10, **kw}

@@ -143,6 +143,15 @@ def _brian2(spec, inputs, steps):
     return {"spikes": {n: rec[f"spikes/{n}"] for n in lif}, "v": {n: rec[f"v/{n}"] for n in lif}}
 
 
+def _event(spec, inputs, steps):
+    from neuroprobe.backends.event.sim import EventSimulator
+
+    lif = _lif_names(spec)
+    sim = EventSimulator(build(spec), batch=1, dtype=torch.float64)
+    out = sim.run(steps, 0, lif, lif, inputs={k: v[:, None, :] for k, v in inputs.items()})
+    return {"spikes": {n: out["spikes"][n].astype(np.uint8) for n in lif}, "v": out["v"]}
+
+
 def _lava_float(spec, inputs, steps):
     from neuroprobe.backends.lava import float_job, run_job
 
@@ -191,6 +200,7 @@ def _needs(module: str):
 FLOAT_ENGINES = {  # name -> (runner, marks); run on the float case, compared with REFERENCE
     "torch": (_torch_engine("torch"), ()),
     "norse": (_torch_engine("norse"), (_needs("norse"),)),
+    "event": (_event, (_needs("numba"),)),
     "brian2": (_brian2, (_needs("brian2"),)),
     "lava-float": (_lava_float, (pytest.mark.lava,)),
 }

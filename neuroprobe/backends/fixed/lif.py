@@ -32,6 +32,10 @@ import torch
 from torch import Tensor
 
 from ...errors import ConfigError
+# the counter-based hash noise (Chris Wellons' "lowbias32" of (seed, step, neuron)): the same integers
+# in torch, numba and NumPy (the Lava side re-implements it), so noisy runs are reproducible across
+# engines without shipping noise arrays; it lives with the float engines' noise, re-exported here
+from ...neurons.hash_rng import M32 as _M32, _lowbias32, hash_noise, hash_uniform32  # noqa: F401
 
 __all__ = ["LoihiLIFParameters", "loihi_lif_step", "shift_accumulated", "UV_BITS", "DECAY_BITS",
            "ACT_SHIFT", "VTH_SHIFT", "hash_uniform32", "hash_noise"]
@@ -96,34 +100,3 @@ def loihi_lif_step(a_in: Tensor, u: Tensor, v: Tensor, p: LoihiLIFParameters) ->
 def shift_accumulated(a: Tensor, weight_exp: int) -> Tensor:
     """A projection's accumulated input scaled by its weight exponent, as Lava's Dense does it."""
     return a << weight_exp if weight_exp > 0 else a >> -weight_exp
-
-
-# ---------------------------------------------------------------- counter-based integer noise
-# A stateless hash (Chris Wellons' "lowbias32") of (seed, step, neuron): the same integers in
-# torch and in NumPy (the Lava side re-implements it), so noisy fixed-point runs are reproducible
-# across engines without shipping noise arrays. All arithmetic in int64 with 32-bit masks.
-_M32 = 0xFFFFFFFF
-
-
-def _lowbias32(x: Tensor) -> Tensor:
-    x = x ^ (x >> 16)
-    x = (x * 0x7FEB352D) & _M32
-    x = x ^ (x >> 15)
-    x = (x * 0x846CA68B) & _M32
-    return x ^ (x >> 16)
-
-
-def hash_uniform32(seed: int | Tensor, step: int, index: Tensor) -> Tensor:
-    """Uniform 32-bit integers (int64 in [0, 2**32)) for each entry of ``index`` at ``step``;
-    ``seed`` an int or an int64 tensor broadcasting against ``index`` (e.g. (B, 1) per trial)."""
-    seed = torch.as_tensor(seed, dtype=torch.int64)
-    key = _lowbias32(((seed & _M32) * 0x9E3779B1 + (step & _M32)) & _M32)
-    return _lowbias32((index.to(torch.int64) + key * 0x85EBCA6B) & _M32)
-
-
-def hash_noise(seed: int | Tensor, step: int, index: Tensor, mant: int, shift: int) -> Tensor:
-    """Approximately Gaussian integer noise: ``((b0 + b1 + b2 + b3 − 510) · mant) >> shift`` with
-    b_k the four bytes of :func:`hash_uniform32` (Irwin–Hall of 4 bytes: mean 510, sd ≈ 147.8)."""
-    h = hash_uniform32(seed, step, index)
-    s = (h & 255) + ((h >> 8) & 255) + ((h >> 16) & 255) + ((h >> 24) & 255) - 510
-    return (s * mant) >> shift

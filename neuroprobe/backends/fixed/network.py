@@ -45,6 +45,7 @@ from torch import Tensor, nn
 
 from ...errors import ConfigError
 from .lif import LoihiLIFParameters, hash_noise, loihi_lif_step, shift_accumulated
+from ...neurons.hash_rng import NOISE_SD_BYTES  # noqa: F401  (re-exported)
 from ...spiking.network import SpikingNetwork, input_spikes
 from ...spiking.projection import find_projection
 from ...spiking.spec import SpikingSpec
@@ -53,7 +54,6 @@ __all__ = ["FixedPointNetwork", "FixedProjection", "quantize_lif", "quantize_wei
            "NOISE_SD_BYTES", "NOISE_SHIFT", "default_scale", "SignMode", "determine_sign_mode", "lava_dense_weights",
            "optimize_weight_bits"]
 
-NOISE_SD_BYTES = math.sqrt(4 * (256 ** 2 - 1) / 12)  # sd of a sum of 4 uniform bytes (≈ 147.8)
 NOISE_SHIFT = 8
 
 

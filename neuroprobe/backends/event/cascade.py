@@ -1,0 +1,472 @@
+"""Lazy cascade eligibility and dopamine-gated weights in closed form (numba), per synapse.
+
+The every-step rule (:class:`~neuroprobe.rules.rstdp.CascadeRSTDP` with the torch SGD step and the
+projection's clamp) does, at step ``t`` for trial ``b`` and synapse ``s``::
+
+    x ← M x + e_0 c_t                 (M = CascadeKernel.transition(dt), n × n)
+    e_t = scale · x[n−1]              (scale = CascadeKernel.grid_scale(dt))
+    if d_t != 0: w ← clamp(w + lr · d_t · e_t, lo, hi)
+
+Between two coincidences (``c = 0``) this is linear in ``x``, so a synapse is only touched when it
+has an input (:func:`explicit_step`) or its weight is read (:func:`advance_to`, :func:`flush_all`);
+the steps in between are skipped in closed form:
+
+* **state**: ``M^k = e^(−a k) expm(k S)``, i.e. ``(M^k)[i, j] = E^k k^(i−j)/(i−j)!`` with
+  ``E = M[0, 0]`` (the float the every-step engine multiplies by, so ``E^k`` is its decay over
+  ``k`` steps: no drift of ``k·ulp(a)`` between the two).
+* **weight**: dopamine is piecewise geometric, ``d = pv·γ^(t − pt)`` on a piece (pieces below).
+  Over ``c`` steps of one piece, starting from the state ``x`` and dopamine ``D`` at the first step,
+  ``Σ_j d_j e_j = scale·D·Σ_i x_i G_c[n−1−i]`` with the all-positive
+  ``G_c[m] = Σ_{j=1..c} γ^(j−1) E^j j^m/m!``.
+* **tables** (:func:`lazy_constants`): ``A_c[k] = E^c c^k/k!`` (the Toeplitz columns of ``M^c``),
+  ``G_c`` and ``γ^c`` for every chunk length ``c = 1 … lmax`` and ``c = lmax·2^p``. An interval is
+  split greedily into such chunks (a few for typical intervals, one for ``<= lmax`` steps); each
+  chunk is an ``O(n²)`` Toeplitz mat-vec plus an ``O(n)`` dot product, no ``exp`` at run time.
+  ``G`` of the long chunks comes from the stable composition
+  ``G_{c1+c2}[m] = G_{c1}[m] + γ^c1 Σ_{l<=m} A_c1[m−l] G_c2[l]`` (positive terms only; the closed
+  form of the geometric-polynomial sum cancels catastrophically).
+* **clamping**: per-step clamping equals one clamp at the end of a chunk when the chunk's
+  increments have one sign (and ``w`` starts within ``[lo, hi]``), and is a no-op when
+  ``w ± Σ|increments|`` stays inside (``Σ|increments| <= |D| Σ_i |x_i| G_c[n−1−i]``, the first test,
+  enough almost always). Otherwise the sign of ``e`` on the chunk is certified from
+  ``P(k) = Σ_i x_i k^(n−1−i)/(n−1−i)! = P+(k) − P−(k)`` (``P±`` nondecreasing with nonnegative
+  coefficients; ``sign e_k = sign P(k)``): ``P+(1) >= P−(c)`` ⇒ ``e >= 0``, ``P−(1) >= P+(c)`` ⇒
+  ``e <= 0``. A chunk that fails both is cut into runs of one sign through the derivatives: from
+  the lowest ``P^(d)`` certified on the chunk, each lower derivative is monotone on the current
+  run, so it keeps its sign or changes it once (found by binary search, which shortens the run).
+
+Dopamine pieces of trial ``b``: ``pt (B, P) int64`` start steps (nondecreasing; the last of equal
+starts wins), ``pv (B, P) float64`` the dopamine at those steps, ``pn (B,) int64`` how many are
+valid. On piece ``k``, ``d_t = pv[b, k]·γ^(t − pt[b, k])`` for ``pt[b, k] <= t < pt[b, k+1]``;
+before the first piece ``d = 0`` (the state only decays). Steps ``t`` are 1-based.
+
+State: ``X (B, S, n) float64`` as of step ``T (B, S) int64`` (after that step's update),
+``W (B, S)`` weights in the network dtype (computed in float64, stored once per call). Calls on
+different ``(b, s)`` touch disjoint memory (safe in ``prange``). Accuracy: the every-step update
+to float64 rounding (tests/test_event_cascade.py: relative 1e-12 against a NumPy reference).
+"""
+from __future__ import annotations
+
+import math
+from numbers import Integral, Real
+
+import numpy as np
+from numba import njit, prange
+
+from ...errors import ConfigError
+from ...spec.kernel import CascadeKernel
+
+__all__ = ["lazy_constants", "advance_to", "explicit_step", "flush_all", "flush_trial", "KF_FIELDS", "tab_columns"]
+
+# kf: float64 constants; the inverse factorials 1/m! (m = 0 … n−1) follow the named fields
+KF_FIELDS = ("order", "lmax", "npow", "gamma", "lr_scale", "lo", "hi", "scale", "lr")
+_N, _LMAX, _NPOW, _GAMMA, _LRS, _LO, _HI, _SCALE, _LR = range(9)
+_INVF = len(KF_FIELDS)
+_NPOW_DEFAULT = 44  # chunks up to lmax·2^44 steps (a state has long decayed to 0 by then)
+
+# No NRT (numba's reference counting): nothing here allocates, and a function compiled with NRT
+# increfs/decrefs every array argument on entry/exit (an atomic call each, ~100 ns per call with
+# 11 arrays: more than the work). Without it a call costs what its arithmetic costs.
+_jit = njit(cache=True, _nrt=False)
+
+
+def tab_columns(order: int) -> dict:
+    """Column slices of a row of ``tab`` (the row of chunk length ``c``): ``A`` the ``n`` entries
+    ``E^c c^k/k!``, ``G`` the ``n`` sums ``G_c[m]``, ``gamma_c`` the column of ``γ^c``."""
+    n = int(order)
+    return {"A": slice(0, n), "G": slice(n, 2 * n), "gamma_c": 2 * n}
+
+
+def _pos(name: str, v) -> float:
+    if isinstance(v, bool) or not isinstance(v, Real) or not (v > 0 and math.isfinite(v)):
+        raise ConfigError(f"{name} = {v!r}: must be a positive finite number")
+    return float(v)
+
+
+def _neumaier_prefix(terms: np.ndarray) -> np.ndarray:
+    """Prefix sums along axis 0 of a (L, n) array of nonnegative terms, compensated (Neumaier):
+    relative error ~2 ulp instead of L ulp of a plain cumulative sum."""
+    out = np.empty_like(terms)
+    s = np.zeros(terms.shape[1])
+    comp = np.zeros(terms.shape[1])
+    for j in range(terms.shape[0]):
+        v = terms[j]
+        t = s + v
+        comp += np.where(np.abs(s) >= np.abs(v), (s - t) + v, (v - t) + s)
+        s = t
+        out[j] = s + comp
+    return out
+
+
+def _toeplitz_cols(E: float, c: float, n: int) -> np.ndarray:
+    """``E^c c^k/k!`` for ``k = 0 … n−1`` (float64), accurate to a few ulp; in log space where
+    ``E^c`` would be subnormal (where its own digits run out)."""
+    Ec = math.pow(E, c)
+    k = np.arange(n)
+    if Ec > 1e-280:
+        with np.errstate(over="ignore"):
+            ck = np.array([float(c) ** int(i) / math.factorial(int(i)) for i in k])
+        if np.all(np.isfinite(ck)):
+            return Ec * ck
+    logE = math.log(E)
+    return np.array([math.exp(c * logE + i * math.log(c) - math.lgamma(i + 1)) for i in range(n)])
+
+
+def lazy_constants(kernel: CascadeKernel, dt: float, gamma: float, lr: float, lo: float, hi: float, *,
+                   lmax: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+    """Constants ``(kf, tab)`` of the lazy cascade for one plastic projection.
+
+    Args:
+        kernel: the rule's :class:`~neuroprobe.spec.CascadeKernel` (its transition over ``dt`` and
+            its ``grid_scale(dt)`` are the every-step engine's).
+        dt: step (s). gamma: the dopamine's decay per step (``exp(−dt/τ_d)`` as the protocol
+            computes it, in (0, 1]; 1 = tonic). lr: learning rate (the SGD step).
+        lo, hi: signed weight bounds (Dale sign applied: ``[−w_max, −w_min]`` for inhibitory).
+        lmax: chunk lengths ``1 … lmax`` are tabulated directly (intervals up to ``lmax`` steps cost
+            one chunk), longer ones as ``lmax·2^p``.
+
+    Returns:
+        ``kf`` float64 ``(len(KF_FIELDS) + n,)``: the fields of :data:`KF_FIELDS` then ``1/m!``;
+        ``tab`` float64 ``(lmax + npow, 2n + 1)``: row ``c − 1`` for ``c <= lmax``, row
+        ``lmax − 1 + p`` for ``c = lmax·2^p``; columns as :func:`tab_columns`.
+    """
+    if not isinstance(kernel, CascadeKernel):
+        raise ConfigError(f"kernel = {type(kernel).__name__}: must be a CascadeKernel")
+    dt = _pos("dt", dt)
+    if isinstance(gamma, bool) or not isinstance(gamma, Real) or not 0 < gamma <= 1:
+        raise ConfigError(f"gamma = {gamma!r}: the dopamine decay per step must be in (0, 1]")
+    if isinstance(lr, bool) or not isinstance(lr, Real) or not math.isfinite(lr):
+        raise ConfigError(f"lr = {lr!r}: must be a finite number")
+    for name, v in (("lo", lo), ("hi", hi)):
+        if isinstance(v, bool) or not isinstance(v, Real) or math.isnan(v):
+            raise ConfigError(f"{name} = {v!r}: must be a number (±inf for no bound)")
+    if not lo <= hi:
+        raise ConfigError(f"weight bounds lo = {lo}, hi = {hi}: need lo <= hi")
+    if isinstance(lmax, bool) or not isinstance(lmax, Integral) or not 1 <= lmax <= 2 ** 16:
+        raise ConfigError(f"lmax = {lmax!r}: must be an integer in [1, 65536]")
+    n, lmax, gamma = kernel.order, int(lmax), float(gamma)
+    M = np.asarray(kernel.transition(dt), dtype=np.float64)
+    E = float(M[0, 0])  # the every-step decay factor, bit for bit
+    scale = float(kernel.grid_scale(dt))
+    npow = _NPOW_DEFAULT
+    tab = np.zeros((lmax + npow, 2 * n + 1))
+    # direct rows c = 1 … lmax; c = 1 is the every-step transition itself
+    tab[0, :n] = M[:, 0]
+    for c in range(2, lmax + 1):
+        tab[c - 1, :n] = _toeplitz_cols(E, c, n)
+    j = np.arange(1, lmax + 1, dtype=np.float64)
+    with np.errstate(under="ignore"):
+        gj = np.power(gamma, j - 1) * np.power(E, j)  # γ^(j−1) E^j
+        terms = gj[:, None] * np.array([[float(jj) ** m / math.factorial(m) for m in range(n)] for jj in j])
+    terms[0] = M[:, 0]  # G_1 = A_1: one step is the every-step engine's
+    tab[:lmax, n:2 * n] = _neumaier_prefix(terms)
+    tab[:lmax, 2 * n] = np.power(gamma, j)
+    # doubling rows c = lmax·2^p from the row of c/2 (positive composition)
+    for p in range(1, npow + 1):
+        r_half, r = lmax - 2 + p, lmax - 1 + p
+        c_half = lmax * 2 ** (p - 1)
+        A, G, gc = tab[r_half, :n], tab[r_half, n:2 * n], tab[r_half, 2 * n]
+        tab[r, :n] = _toeplitz_cols(E, 2.0 * c_half, n)
+        tab[r, n:2 * n] = [math.fsum([G[m]] + [gc * A[m - l] * G[l] for l in range(m + 1)]) for m in range(n)]
+        tab[r, 2 * n] = math.pow(gamma, 2.0 * c_half)
+    kf = np.zeros(_INVF + n)
+    kf[_N], kf[_LMAX], kf[_NPOW], kf[_GAMMA] = n, lmax, npow, gamma
+    kf[_LRS], kf[_LO], kf[_HI], kf[_SCALE], kf[_LR] = float(lr) * scale, float(lo), float(hi), scale, float(lr)
+    kf[_INVF:] = [1.0 / math.factorial(m) for m in range(n)]
+    return kf, tab
+
+
+# ---------------------------------------------------------------- compiled kernels
+
+
+@_jit
+def _chunk(R, lmax, npow):
+    """Greedy chunk of the remaining ``R >= 1`` steps: ``(length, table row)``."""
+    if R <= lmax:
+        return R, R - 1
+    q = R // lmax
+    p = 0
+    while p < npow and (q >> (p + 1)) > 0:
+        p += 1
+    return lmax << p, lmax - 1 + p
+
+
+@_jit
+def _propagate(X, b, s, n, tab, r):
+    """``x ← M^c x`` in place (row ``r`` of chunk ``c``): lower-triangular Toeplitz, so going down
+    from the last state each new entry reads only old ones."""
+    for i in range(n - 1, -1, -1):
+        acc = 0.0
+        for j in range(i + 1):
+            acc += tab[r, i - j] * X[b, s, j]
+        X[b, s, i] = acc
+
+
+@_jit
+def _sums(X, b, s, n, tab, r):
+    """``(Σ_i x_i G_c[n−1−i], Σ_i |x_i| G_c[n−1−i])`` of the state before chunk row ``r``."""
+    inc = 0.0
+    mag = 0.0
+    for i in range(n):
+        v = X[b, s, i] * tab[r, 2 * n - 1 - i]
+        inc += v
+        mag += abs(v)
+    return inc, mag
+
+
+@_jit
+def _is_zero(X, b, s, n):
+    for i in range(n):
+        if X[b, s, i] != 0.0:
+            return False
+    return True
+
+
+@_jit
+def _cert(X, b, s, n, j, c, kf):
+    """P± certificate of ``P^(j)`` (the ``j``-th derivative of ``e``'s polynomial,
+    ``Σ_m x[n−1−m−j] k^m/m!``) on the real lags ``[1, c]``: True if it provably keeps one sign."""
+    p1 = 0.0
+    m1 = 0.0
+    pc = 0.0
+    mc = 0.0
+    ck = 1.0
+    fc = float(c)
+    for m in range(n - j):
+        v = X[b, s, n - 1 - m - j]
+        f = kf[_INVF + m]
+        vp = max(v, 0.0)  # branch-free split (signs are unpredictable)
+        vm = max(-v, 0.0)
+        p1 += vp * f
+        m1 += vm * f
+        g = ck * f
+        pc += vp * g
+        mc += vm * g
+        ck *= fc
+    return p1 >= mc or m1 >= pc
+
+
+@_jit
+def _nonneg(X, b, s, n, j, k, kf):
+    """``P^(j)(k) >= 0`` (lag ``k`` from the current state)."""
+    acc = 0.0
+    ck = 1.0
+    fk = float(k)
+    for m in range(n - j):
+        acc += X[b, s, n - 1 - m - j] * (ck * kf[_INVF + m])
+        ck *= fk
+    return acc >= 0.0
+
+
+@_jit
+def _run_length(X, b, s, n, R, kf):
+    """A length ``g`` in ``[1, R]`` over which ``e`` provably keeps one sign (``P`` one-signed on the
+    lags ``1 … g``). Start from the lowest derivative ``P^(d)`` certified on ``[1, R]``; going down,
+    ``P^(j)`` is monotone on ``[1, g]`` (``P^(j+1)`` is one-signed there), so it keeps its sign if
+    both ends agree, else changes it once: ``g`` shrinks to the last lag before that change
+    (binary search). O(n²) plus ``d`` binary searches of O(n) evaluations; no storage."""
+    d = 0
+    while d < n - 1 and not _cert(X, b, s, n, d, R, kf):
+        d += 1
+    g = R
+    for j in range(d - 1, -1, -1):
+        if _cert(X, b, s, n, j, g, kf):
+            continue
+        first = _nonneg(X, b, s, n, j, 1, kf)
+        if _nonneg(X, b, s, n, j, g, kf) == first:
+            continue
+        lo = 1
+        hi = g  # class(lo) == first != class(hi)
+        while hi - lo > 1:
+            mid = (lo + hi) >> 1
+            if _nonneg(X, b, s, n, j, mid, kf) == first:
+                lo = mid
+            else:
+                hi = mid
+        g = lo
+    return g
+
+
+@_jit
+def _decay(X, b, s, n, L, kf, tab):
+    """``L`` steps without dopamine: the state only decays."""
+    lmax = int(kf[_LMAX])
+    npow = int(kf[_NPOW])
+    R = L
+    while R > 0:
+        c, r = _chunk(R, lmax, npow)
+        _propagate(X, b, s, n, tab, r)
+        R -= c
+        if R > 0 and _is_zero(X, b, s, n):
+            break
+
+
+@_jit
+def _monotone_steps(X, b, s, n, L, D, w, kf, tab):
+    """``L`` steps whose increments have one sign (greedy chunks, one clamp each: exact when ``w``
+    starts within the bounds or ``L = 1``). Propagates the state; returns ``(w, D)``."""
+    lmax = int(kf[_LMAX])
+    npow = int(kf[_NPOW])
+    lo = kf[_LO]
+    hi = kf[_HI]
+    R = L
+    while R > 0:
+        c, r = _chunk(R, lmax, npow)
+        inc, mag = _sums(X, b, s, n, tab, r)
+        w = min(max(w + inc * D, lo), hi)
+        _propagate(X, b, s, n, tab, r)
+        D *= tab[r, 2 * n]
+        R -= c
+    return w, D
+
+
+@_jit
+def _split_by_sign(X, b, s, n, c, D, w, kf, tab):
+    """``c`` steps whose path may be clamped and whose ``e`` may change sign: cut into runs of one
+    sign (:func:`_run_length`), each applied with one clamp per chunk. Propagates the
+    state; returns the weight."""
+    lo = kf[_LO]
+    hi = kf[_HI]
+    pos = 0
+    while pos < c:
+        R = c - pos
+        if not (lo <= w and w <= hi):
+            ell = 1  # per-step semantics: the first dopamine step clamps w into the bounds
+        else:
+            ell = _run_length(X, b, s, n, R, kf)
+        w, D = _monotone_steps(X, b, s, n, ell, D, w, kf, tab)
+        pos += ell
+    return w
+
+
+@_jit
+def _dopamine(X, b, s, n, L, D, w, kf, tab):
+    """``L`` steps of one dopamine piece; ``D = lr·scale·d`` at the first step. Returns
+    ``(w, number of chunks that had to be split by sign)``."""
+    lmax = int(kf[_LMAX])
+    npow = int(kf[_NPOW])
+    lo = kf[_LO]
+    hi = kf[_HI]
+    R = L
+    nsplit = 0
+    while R > 0:
+        c, r = _chunk(R, lmax, npow)
+        inc, mag = _sums(X, b, s, n, tab, r)
+        inc *= D
+        mag *= abs(D)
+        if lo <= w - mag and w + mag <= hi:  # the path cannot reach a bound: no clamp happens
+            w += inc
+            _propagate(X, b, s, n, tab, r)
+        elif c == 1 or (lo <= w and w <= hi and _cert(X, b, s, n, 0, c, kf)):  # monotone path: one clamp
+            w = min(max(w + inc, lo), hi)
+            _propagate(X, b, s, n, tab, r)
+        else:
+            w = _split_by_sign(X, b, s, n, c, D, w, kf, tab)
+            nsplit += 1
+        D *= tab[r, 2 * n]
+        R -= c
+    return w, nsplit
+
+
+@_jit
+def _piece_at(pt, b, npieces, t):
+    """Index of the last piece of trial ``b`` starting at or before step ``t`` (−1: none)."""
+    lo = 0
+    hi = npieces  # answer in [lo − 1, hi − 1]: first index with pt > t, minus one
+    while lo < hi:
+        mid = (lo + hi) >> 1
+        if pt[b, mid] <= t:
+            lo = mid + 1
+        else:
+            hi = mid
+    return lo - 1
+
+
+@_jit
+def _advance(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
+    """:func:`advance_to`, returning the number of chunks that had to be split by sign (diagnostics)."""
+    t = T[b, s]
+    if t_to <= t:
+        return 0
+    n = X.shape[2]
+    lo = kf[_LO]
+    hi = kf[_HI]
+    w = np.float64(W[b, s])
+    if _is_zero(X, b, s, n) and lo <= w and w <= hi:  # nothing left to decay or to learn
+        T[b, s] = t_to
+        return 0
+    npieces = pn[b]
+    k = _piece_at(pt, b, npieces, t + 1)
+    gamma = kf[_GAMMA]
+    lmax = int(kf[_LMAX])
+    changed = False
+    nsplit = 0
+    while t < t_to:
+        end = t_to
+        if k + 1 < npieces and pt[b, k + 1] - 1 < end:
+            end = pt[b, k + 1] - 1  # this piece ends where the next begins
+        if end > t:
+            D = 0.0
+            if k >= 0:
+                q = t + 1 - pt[b, k]  # steps since the piece began
+                gq = 1.0 if q == 0 else (tab[q - 1, 2 * n] if q <= lmax else math.pow(gamma, float(q)))
+                D = kf[_LRS] * pv[b, k] * gq
+            if D == 0.0:
+                _decay(X, b, s, n, end - t, kf, tab)
+            else:
+                w, nr = _dopamine(X, b, s, n, end - t, D, w, kf, tab)
+                nsplit += nr
+                changed = True
+            t = end
+        k += 1
+    if changed:
+        W[b, s] = w
+    T[b, s] = t_to
+    return nsplit
+
+
+@_jit
+def advance_to(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
+    """Bring synapse ``(b, s)`` from step ``T[b, s]`` to ``t_to`` (no coincidence in between):
+    ``X[b, s]``, ``W[b, s]`` as the every-step rule would leave them after step ``t_to`` (per-step
+    clamping included); sets ``T[b, s] = t_to``. No-op if ``t_to <= T[b, s]``."""
+    _advance(X, T, W, b, s, t_to, pt, pv, pn, kf, tab)
+
+
+@_jit
+def explicit_step(X, T, W, b, s, t, c, d_t, pt, pv, pn, kf, tab):
+    """Step ``t`` of synapse ``(b, s)`` with coincidence ``c`` and the protocol's dopamine ``d_t``:
+    :func:`advance_to` ``t − 1``, then ``x ← M x + e_0 c``, ``e = scale·x[n−1]`` and, if
+    ``d_t != 0``, ``w ← clamp(w + lr·(d_t·e))`` (the every-step operations). A synapse takes at most
+    one explicit step per step (sum its coincidences first): ``T[b, s] >= t`` raises."""
+    if T[b, s] >= t:
+        raise ValueError("explicit_step: the synapse is already at or past step t")
+    if T[b, s] < t - 1:
+        _advance(X, T, W, b, s, t - 1, pt, pv, pn, kf, tab)
+    n = X.shape[2]
+    _propagate(X, b, s, n, tab, 0)
+    X[b, s, 0] += c
+    if d_t != 0.0:
+        e = X[b, s, n - 1] * kf[_SCALE]
+        w = W[b, s] + (e * d_t) * kf[_LR]
+        W[b, s] = min(max(w, kf[_LO]), kf[_HI])
+    T[b, s] = t
+
+
+@_jit
+def flush_trial(X, T, W, b, t_to, pt, pv, pn, kf, tab):
+    """:func:`advance_to` ``t_to`` for every synapse of trial ``b`` (serial: for use inside a
+    caller's own ``prange`` over trials)."""
+    for s in range(T.shape[1]):
+        _advance(X, T, W, b, s, t_to, pt, pv, pn, kf, tab)
+
+
+@njit(cache=True, parallel=True)
+def flush_all(X, T, W, t_to, pt, pv, pn, kf, tab):
+    """:func:`advance_to` ``t_to`` for every ``(b, s)``, in parallel over all of them (each is
+    independent: the result does not depend on the thread count). Call it from serial code: with
+    numba's default workqueue threading layer a ``prange`` inside another one aborts."""
+    B, S = T.shape
+    for i in prange(B * S):
+        b = i // S
+        _advance(X, T, W, b, i - b * S, t_to, pt, pv, pn, kf, tab)

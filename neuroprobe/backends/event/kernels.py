@@ -1,0 +1,339 @@
+"""The event engine's compiled chunk driver (float): B trials × a chunk of steps in one numba call.
+
+:func:`run_chunk` simulates ``steps`` steps of every trial (trials in parallel threads when B > 1:
+the compiled loop releases the GIL; one trial's arithmetic is sequential and touches only its own
+rows, so results do not depend on the thread count). Per trial, step t
+(1-based) mirrors :meth:`SpikingNetwork.step <neuroprobe.spiking.SpikingNetwork.step>` and the
+distal-reward loop of :mod:`neuroprobe.backends.torch_run`:
+
+1. the spikes of step t − 1 (a list of global neuron indices, ascending) are propagated through the
+   CSR-by-pre rows of every projection leaving their population into that projection's block of
+   the trial's output vector (adding in pre-neuron order from 0, as the torch engine's event
+   propagation sums); each LIF population sums its incoming blocks in projection order, then
+   ``+ i_ext``, ``+ given current``, ``+ hash membrane noise``, and takes the torch engine's
+   LIF/CubaLIF step (refractory period, escape noise) operation for operation; Poisson
+   populations spike where the hash uniform is below p, input populations where their given
+   spikes are nonzero; the new spikes form the next list (and a 0/1 flag per neuron);
+2. the distal-reward protocol observes the rewarded synapse's pre/post spikes, schedules rewards
+   with hash delays and updates the dopamine ``d ← d·γ + amp·delivered`` (``dmode`` 2; 1: a
+   constant tonic dopamine; 0: none);
+3. R-STDP on the plastic projection: per-neuron STDP traces decay every step, the synapses of the
+   neurons that spiked get their coincidence (``a+·x_pre`` at a post spike, ``−a−·y_post`` at a
+   pre spike, traces before this step's spikes) and take an explicit cascade step
+   (:func:`~.cascade.explicit_step`, which first advances them lazily to t − 1), then the traces
+   add the spikes. Untouched synapses stay behind and are advanced in closed form when next
+   touched, and at the end of the chunk (:func:`~.cascade.flush_trial`). Dopamine is given to the
+   lazy updates as pieces ``(pt, pv)``: a new piece at every step a reward was delivered.
+
+Argument groups (tuples of arrays; dummies of the right types where a feature is off, so there is
+one compiled specialisation per float dtype): ``net`` (:class:`~.network.EventNet`'s tables),
+``st`` (neuron state and work buffers), ``io`` (given inputs, recording), ``pl`` (plasticity),
+``pr`` (protocol). No allocation inside the step loop.
+"""
+from __future__ import annotations
+
+import hashlib
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+from numba import njit
+
+from .cascade import explicit_step, flush_trial
+from .hashrng import byte_sum, hash_at, hash_key, hash_uniform32, uniform
+from .network import (FC_C_MEM, FC_C_SYN, FC_CLAMP, FC_DELTA_U, FC_ESC_K, FC_ESC_VTH, FC_I_EXT, FC_V_LEAK,
+                      FC_V_RESET, FC_V_TH, FC_ZERO, IC_CUBA, IC_CUR_COL, IC_IEXT, IC_INPUT_COL, IC_NOISE,
+                      IC_REFR, IC_RHO_RESET, IC_VLZ, KIND_INPUT, KIND_POISSON, NOISE_ESCAPE, NOISE_MEMBRANE)
+
+__all__ = ["run_chunk", "DMODE_NONE", "DMODE_TONIC", "DMODE_DISTAL"]
+
+DMODE_NONE, DMODE_TONIC, DMODE_DISTAL = 0, 1, 2
+_FAR = -10 ** 9  # "no pre spike yet" of the protocol
+
+
+@njit(cache=True)
+def _lif_segment(P, g0, g1, k, key, fc, ic, noise_tab, in_ptr, in_list, out_off, vb, ib, rb, zb, bufb, cur, b,
+                 sp, nb, row, zc, vc, rec_z, rec_v):
+    """One LIF population's step (neurons g0..g1 of trial b); appends its spikes to ``sp`` from
+    position ``nb``; returns the new count. The torch engine's ``torch_step_fn`` per neuron."""
+    c_mem, c_syn, v_leak, v_th, v_reset = fc[P, FC_C_MEM], fc[P, FC_C_SYN], fc[P, FC_V_LEAK], fc[P, FC_V_TH], \
+        fc[P, FC_V_RESET]
+    i_ext, zero = fc[P, FC_I_EXT], fc[P, FC_ZERO]
+    esc_k, esc_vth, delta_u, clamp = fc[P, FC_ESC_K], fc[P, FC_ESC_VTH], fc[P, FC_DELTA_U], fc[P, FC_CLAMP]
+    cuba, vlz, refr_on = ic[P, IC_CUBA] != 0, ic[P, IC_VLZ] != 0, ic[P, IC_REFR] != 0
+    rho_reset, noise, has_iext, ccol = ic[P, IC_RHO_RESET], ic[P, IC_NOISE], ic[P, IC_IEXT] != 0, ic[P, IC_CUR_COL]
+    j0, j1 = in_ptr[P], in_ptr[P + 1]
+    o0 = out_off[in_list[j0]] - g0 if j1 > j0 else 0
+    ntab = noise_tab[P]
+    for g in range(g0, g1):
+        # synaptic input: the first incoming block, then the others in projection order (cleared as read)
+        if j1 > j0:
+            x = bufb[o0 + g]
+            bufb[o0 + g] = zero
+            for jj in range(j0 + 1, j1):
+                o = out_off[in_list[jj]] - g0 + g
+                x = x + bufb[o]
+                bufb[o] = zero
+        else:
+            x = zero
+        if has_iext:
+            x = x + i_ext
+        if ccol >= 0:
+            x = x + cur[k, b, ccol + g - g0]
+        if noise == NOISE_MEMBRANE:
+            x = x + ntab[byte_sum(hash_at(key, g)) + 510]
+        v = vb[g]
+        if cuba:  # lif_feed_forward_step
+            i_new = ib[g] + x
+            if vlz:
+                dv = i_new - v
+            else:
+                dv = (v_leak - v) + i_new
+            v_d = dv * c_mem + v
+            ib[g] = i_new * c_syn + i_new
+        else:  # lif_box_feed_forward_step
+            if vlz:
+                dv = x - v
+            else:
+                dv = (x + v_leak) - v
+            v_d = dv * c_mem + v
+        if noise == NOISE_ESCAPE:  # no hard threshold: spike with the escape probability
+            a = (v_d - esc_vth) / delta_u
+            if a > clamp:
+                a = clamp
+            prob = -np.expm1(esc_k * np.exp(a))
+            spike = uniform(hash_at(key, g)) < prob
+        else:
+            spike = v_d > v_th
+        if refr_on:
+            r = rb[g]
+            if r > 0:
+                spike = False
+                v_new = v
+            else:
+                v_new = v_d
+            if spike:
+                v_new = v_reset
+                rb[g] = rho_reset
+            else:
+                rb[g] = r - 1 if r > 0 else 0
+        else:
+            v_new = v_reset if spike else v_d
+        vb[g] = v_new
+        if spike:
+            sp[nb] = g
+            nb += 1
+            zb[g] = 1
+            if zc >= 0:
+                rec_z[row, zc + g - g0] = 1
+        if vc >= 0:
+            rec_v[row, vc + g - g0] = v_new
+    return nb
+
+
+@njit(cache=True)
+def _trial(b, steps, t_start, net, st, io, pl, pr):
+    """The whole chunk of one trial (see the module docstring)."""
+    (pop_off, pop_kind, pop_of, fc, ic, noise_tab, pois_p, pre_ptr, pre_list, in_ptr, in_list, row_off, syn_off,
+     out_off, rowptr, post, weight) = net
+    v, isyn, rho, spk_prev, nspk, zflag, spk_cur, buf, seeds, counts = st
+    inp, cur, rec_from, zcol, vcol, rec_z, rec_v = io
+    (plastic, pj, Wp, x_pre, y_post, plc, pli, p_colptr, p_inslot, p_pre, p_rowptr, p_post, X, T, pt, pv, pn, kf,
+     tab, dscr) = pl
+    dmode, rew_pre, rew_post, last_pre, schedule, dopamine, coinc, rewards, prf, pri = pr
+    vb, ib, rb, zb, bufb, cb, pb = v[b], isyn[b], rho[b], zflag[b], buf[b], counts[b], pois_p[b]
+    sp_a, sp_b = spk_prev[b], spk_cur[b]
+    na = nspk[b]
+    seed = seeds[b]
+    n_pops = pop_kind.shape[0]
+    Wb = Wp[b]
+    so_p = syn_off[pj] if pj >= 0 else 0
+    # plasticity constants (network dtype) and the plastic projection's populations
+    a_plus, neg_a_minus, dec_plus, dec_minus, one = plc[0], plc[1], plc[2], plc[3], plc[4]
+    gpre0, npre, gpost0, npost = pli[0], pli[1], pli[2], pli[3]
+    xb, yb = x_pre[b], y_post[b]
+    # protocol constants
+    dt, dmin, dmax, gamma, amp = prf[0], prf[1], prf[2], prf[3], prf[4]
+    win, H, n_all = pri[0], pri[1], pri[2]
+    for k in range(steps):
+        t = t_start + k + 1
+        for q in range(na):
+            zb[sp_a[q]] = 0
+        # 1. propagate the spikes of step t - 1
+        for q in range(na):
+            g = sp_a[q]
+            P = pop_of[g]
+            li = g - pop_off[P]
+            for jj in range(pre_ptr[P], pre_ptr[P + 1]):
+                j = pre_list[jj]
+                r = row_off[j] + li
+                o = out_off[j]
+                s0, s1 = rowptr[r], rowptr[r + 1]
+                if j == pj:  # the plastic projection's per-trial weights (up to date: touched at t - 1)
+                    for s in range(s0, s1):
+                        bufb[o + post[s]] += Wb[s - so_p]
+                else:
+                    for s in range(s0, s1):
+                        bufb[o + post[s]] += weight[s]
+        # neurons
+        key = hash_key(seed, t)
+        rec = b == 0 and k >= rec_from
+        row = k - rec_from
+        nb = 0
+        for P in range(n_pops):
+            g0, g1 = pop_off[P], pop_off[P + 1]
+            zc = zcol[P] if rec else -1
+            vc = vcol[P] if rec else -1
+            n0 = nb
+            kind = pop_kind[P]
+            if kind == KIND_INPUT:
+                col = ic[P, IC_INPUT_COL] - g0
+                for g in range(g0, g1):
+                    if inp[k, b, col + g] != 0:
+                        sp_b[nb] = g
+                        nb += 1
+                        zb[g] = 1
+                        if zc >= 0:
+                            rec_z[row, zc + g - g0] = 1
+            elif kind == KIND_POISSON:
+                for g in range(g0, g1):
+                    if uniform(hash_at(key, g)) < pb[g]:
+                        sp_b[nb] = g
+                        nb += 1
+                        zb[g] = 1
+                        if zc >= 0:
+                            rec_z[row, zc + g - g0] = 1
+            else:
+                nb = _lif_segment(P, g0, g1, k, key, fc, ic, noise_tab, in_ptr, in_list, out_off, vb, ib, rb, zb,
+                                  bufb, cur, b, sp_b, nb, row, zc, vc, rec_z, rec_v)
+            cb[P] += nb - n0
+        # 2. reward protocol
+        if dmode == DMODE_DISTAL:
+            tt = t - 1  # the float protocol's 0-based step index
+            lag = tt - last_pre[b]
+            hit = zb[rew_post[b]] != 0 and lag > 0 and lag <= win
+            if zb[rew_pre[b]] != 0:
+                last_pre[b] = tt
+            if hit:
+                u = uniform(hash_uniform32(seed, t, n_all))
+                delay = dmin + (dmax - dmin) * u
+                ds = int(np.rint(delay / dt))  # Python's round: half to even
+                if ds < 1:
+                    ds = 1
+                schedule[b, (tt + ds) % H] += 1
+                coinc[b] += 1
+                last_pre[b] = _FAR  # one reward per pairing
+            slot = tt % H
+            delivered = schedule[b, slot]
+            schedule[b, slot] = 0
+            rewards[b] += delivered
+            dopamine[b] = dopamine[b] * gamma + amp * np.float64(delivered)
+            if plastic and delivered > 0:  # a new dopamine piece starts here
+                m = pn[b]
+                pt[b, m] = t
+                pv[b, m] = dopamine[b]
+                pn[b] = m + 1
+        # 3. plasticity
+        if plastic:
+            dscr[b] = dopamine[b]  # the rule sees d in the weights' dtype (as torch_run's learner)
+            d_t = np.float64(dscr[b])
+            for n in range(npre):
+                xb[n] = xb[n] * dec_plus
+            for n in range(npost):
+                yb[n] = yb[n] * dec_minus
+            # LTP (and LTD where the pre neuron spiked too) on the synapses of the post neurons that spiked
+            for q in range(nb):
+                g = sp_b[q]
+                jl = g - gpost0
+                if jl < 0 or jl >= npost:
+                    continue
+                for e in range(p_colptr[jl], p_colptr[jl + 1]):
+                    s = p_inslot[e]
+                    i = p_pre[s]
+                    c = a_plus * xb[i]
+                    if zb[gpre0 + i] != 0:
+                        c = c + neg_a_minus * yb[jl]
+                    explicit_step(X, T, Wp, b, s, t, np.float64(c), d_t, pt, pv, pn, kf, tab)
+            # LTD on the synapses of the pre neurons that spiked (those whose post spiked are done)
+            for q in range(nb):
+                g = sp_b[q]
+                il = g - gpre0
+                if il < 0 or il >= npre:
+                    continue
+                for s in range(p_rowptr[il], p_rowptr[il + 1]):
+                    jl = p_post[s]
+                    if zb[gpost0 + jl] != 0:
+                        continue
+                    c = neg_a_minus * yb[jl]
+                    explicit_step(X, T, Wp, b, s, t, np.float64(c), d_t, pt, pv, pn, kf, tab)
+            for q in range(nb):
+                g = sp_b[q]
+                if gpre0 <= g < gpre0 + npre:
+                    xb[g - gpre0] = xb[g - gpre0] + one
+                if gpost0 <= g < gpost0 + npost:
+                    yb[g - gpost0] = yb[g - gpost0] + one
+        sp_a, sp_b = sp_b, sp_a
+        na = nb
+    if steps % 2 == 1:  # the last step's list sits in the other buffer
+        for q in range(na):
+            spk_prev[b, q] = spk_cur[b, q]
+    nspk[b] = na
+    if plastic:  # bring every synapse of the trial up to date (weights are read between chunks)
+        flush_trial(X, T, Wp, b, t_start + steps, pt, pv, pn, kf, tab)
+
+
+@njit(cache=True, nogil=True)
+def _run_trials(b0, b1, steps, t_start, net, st, io, pl, pr):
+    """Trials ``b0 .. b1 − 1``, one after another; without the GIL, so that threads can run
+    disjoint ranges of trials at once (each trial touches only its own rows)."""
+    for b in range(b0, b1):
+        _trial(b, steps, t_start, net, st, io, pl, pr)
+
+
+def run_chunk(steps: int, t_start: int, net: tuple, st: tuple, io: tuple, pl: tuple, pr: tuple,
+              pool: ThreadPoolExecutor | None = None, compile_only: bool = False) -> None:
+    """Advance every trial by ``steps`` steps from step ``t_start`` (steps done), in place; at the
+    end every plastic synapse of every trial is brought up to date (flush).
+
+    pool: run the trials in its threads (one task per trial; the compiled code releases the GIL),
+    else one after another. compile_only: compile (or load from numba's cache) the kernel for these
+    argument types, simulating nothing."""
+    if compile_only:
+        _run_trials(np.int64(0), np.int64(0), np.int64(0), np.int64(t_start), net, st, io, (False,) + pl[1:], pr)
+        return
+    if steps <= 0:
+        return
+    B = st[0].shape[0]
+    args = (np.int64(steps), np.int64(t_start), net, st, io, pl, pr)
+    if pool is None or B == 1:
+        _run_trials(np.int64(0), np.int64(B), *args)
+        return
+    for f in [pool.submit(_run_trials, np.int64(b), np.int64(b + 1), *args) for b in range(B)]:
+        f.result()
+
+
+# ---------------------------------------------------------------- numba's cache and our dependencies
+# numba's on-disk cache checks only the file a function is defined in, yet a cached kernel embeds the
+# compiled code of the functions it calls in other files (the lazy cascade, the hash): after an edit
+# of those it would keep running their old code. So the kernels of this file are dropped from the
+# cache whenever the sources they link in change (a stamp file next to the cache).
+_DEPENDENCIES = ("cascade.py", "hashrng.py", "network.py", "kernels.py")
+
+
+def _drop_stale_cache() -> None:
+    here = Path(__file__).resolve().parent
+    stamp = hashlib.sha256(b"".join((here / f).read_bytes() for f in _DEPENDENCIES)).hexdigest()
+    try:
+        cache = Path(_run_trials._cache._cache_path)  # where numba keeps this file's kernels
+        marker = cache / "kernels.dependencies.sha256"
+        if marker.is_file() and marker.read_text() == stamp:
+            return
+        for f in cache.glob("kernels.*.nbi"):  # the index files: without them numba recompiles
+            f.unlink(missing_ok=True)
+        cache.mkdir(parents=True, exist_ok=True)
+        marker.write_text(stamp)
+    except (AttributeError, OSError):  # another numba layout or a read-only cache: numba's own rules
+        pass
+
+
+_drop_stale_cache()
