@@ -18,7 +18,7 @@ from typing import Callable, Mapping
 import numpy as np
 import torch
 
-__all__ = ["DISTAL_COLUMNS", "distal_columns", "distal_row", "DistalReporter", "ChunkRowsReporter",
+__all__ = ["DISTAL_COLUMNS", "distal_columns", "distal_row", "distal_rows", "DistalReporter", "ChunkRowsReporter",
            "Brian2DistalReporter", "distal_summary", "spiking_summary"]
 
 DISTAL_COLUMNS = ["time", "seed", "w_rewarded", "w_mean", "w_p99", "rank", "rewards", "coincidences"]
@@ -59,6 +59,19 @@ def distal_row(time: float, seed: int, w, rewarded: int, rewards: int, coinciden
     return row
 
 
+def distal_rows(time: float, seed: int, w, rewarded, rewards, coincidences, counts: Mapping, sizes: Mapping,
+                steps: int, dt: float) -> tuple[list[dict], str]:
+    """The rows of B trials at one report (trial b: seed ``seed + b``, weights ``w[b]``, rewarded
+    synapse ``rewarded[b]``, the protocol's counters, ``counts[p][b]`` spikes of LIF population p of
+    size ``sizes[p]`` over ``steps`` steps), and the progress bar's postfix."""
+    rows = [distal_row(time, seed + b, w[b], int(rewarded[b]), int(rewards[b]), int(coincidences[b]),
+                       {p: (float(counts[p][b]), n) for p, n in sizes.items()}, steps, dt)
+            for b in range(len(rewarded))]
+    wr = np.mean([float(r["w_rewarded"]) for r in rows])
+    p99 = np.mean([float(r["w_p99"]) for r in rows])
+    return rows, f"w* {wr:.3f} vs p99 {p99:.3f} · rewards {int(sum(int(r) for r in rewards))}"
+
+
 class DistalReporter:
     """Distal-reward rows of a network batched over B trials, one loop step = one network step
     (the torch engine, float or fixed point).
@@ -96,13 +109,9 @@ class DistalReporter:
             return []
         w = self.weights()
         w = w.expand(self.B, -1) if w.dim() == 1 else w
-        out = [distal_row(self.step * self.dt, self.seed + b, w[b], int(self.rewarded[b]),
-                          int(self.protocol.rewards[b]), int(self.protocol.coincidences[b]),
-                          {p: (float(self.counts[p][b]), n) for p, n in self.sizes.items()}, self.steps_in_row,
-                          self.dt) for b in range(self.B)]
-        wr = np.mean([float(r["w_rewarded"]) for r in out])
-        p99 = np.mean([float(r["w_p99"]) for r in out])
-        self._postfix = f"w* {wr:.3f} vs p99 {p99:.3f} · rewards {int(self.protocol.rewards.sum())}"
+        out, self._postfix = distal_rows(self.step * self.dt, self.seed, w, self.rewarded, self.protocol.rewards,
+                                         self.protocol.coincidences, self.counts, self.sizes, self.steps_in_row,
+                                         self.dt)
         self.counts = self._zeros()
         self.steps_in_row = 0
         return out

@@ -110,7 +110,8 @@ class RunSection(StrictModel):
     progress: StrictBool = True
     """Show a progress bar."""
     threads: Annotated[StrictInt, Field(ge=1, le=256)] = 1
-    """torch CPU threads (small networks run fastest on one)."""
+    """CPU threads: torch's (small networks run fastest on one), and the event engine's threads over
+    trials (each trial runs sequentially, so the results do not depend on it)."""
     backend: Literal["torch", "event", "brian2", "lava"] = "torch"
     """Engine of a spiking experiment: torch, event (the event-driven compiled CPU engine), Brian2 or
     Lava (neuroprobe.backends.BACKENDS)."""

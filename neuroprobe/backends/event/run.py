@@ -147,7 +147,6 @@ class EventDistalReporter:
     key = ["time", "seed"]
 
     def __init__(self, spec, sim, rewarded: torch.Tensor, seed: int, n_steps: int, every: int, task: EventChunks):
-        from ..._args import check_batch  # noqa: F401  (the batch was validated by the config)
         from ...reporters_spiking import distal_columns
 
         self.columns = distal_columns(spec)
@@ -163,7 +162,7 @@ class EventDistalReporter:
         return {p: np.zeros(self.B, dtype=np.int64) for p in self.sizes}
 
     def rows(self, tr) -> list[dict]:
-        from ...reporters_spiking import distal_row
+        from ...reporters_spiking import distal_rows
 
         res = tr.action
         for p in self.sizes:
@@ -172,14 +171,9 @@ class EventDistalReporter:
         step = self.task.t
         if not (step % self.every == 0 or step == self.n_steps):
             return []
-        w = self.sim.weights()
-        rewards, coinc = np.asarray(self.sim.rewards), np.asarray(self.sim.coincidences)
-        out = [distal_row(step * self.dt, self.seed + b, w[b], int(self.rewarded[b]), int(rewards[b]),
-                          int(coinc[b]), {p: (float(self.counts[p][b]), n) for p, n in self.sizes.items()},
-                          self.steps_in_row, self.dt) for b in range(self.B)]
-        wr = np.mean([float(r["w_rewarded"]) for r in out])
-        p99 = np.mean([float(r["w_p99"]) for r in out])
-        self._postfix = f"w* {wr:.3f} vs p99 {p99:.3f} · rewards {int(rewards.sum())}"
+        out, self._postfix = distal_rows(step * self.dt, self.seed, self.sim.weights(), self.rewarded,
+                                         np.asarray(self.sim.rewards), np.asarray(self.sim.coincidences), self.counts,
+                                         self.sizes, self.steps_in_row, self.dt)
         self.counts = self._zeros()
         self.steps_in_row = 0
         return out
@@ -300,6 +294,7 @@ def _fixed_sim(exp, ctx: BuildContext):
 
     su = fixed_distal_setup(exp, ctx.generator)
     sim = FixedEventSimulator(su)
+    sim.compile()  # compiled now (or loaded from numba's cache), so the progress bar can say how long it took
     return sim, su.proj.name, su.rewarded, su.sample
 
 
@@ -311,7 +306,11 @@ def compile_distal(exp, ctx: BuildContext) -> RunParts:
 
     if not available():  # a missing numba is one line before anything is built
         raise ConfigError("run.backend = 'event' needs numba (pip install numba); it does not import here")
+    import numba
+
     rec_spikes, rec_v = _recorded(exp)
+    # run.threads: threads over the trials (each trial sequential: results do not depend on it)
+    numba.set_num_threads(max(1, min(int(exp.run.threads), numba.config.NUMBA_NUM_THREADS)))
     fixed = exp.run.precision == "fixed"
     sim, pname, rewarded, sample = (_fixed_sim if fixed else _float_sim)(exp, ctx)
     spec, B, sch = exp.spiking_spec, exp.seeds, exp.schedule
@@ -324,5 +323,6 @@ def compile_distal(exp, ctx: BuildContext) -> RunParts:
     monitors = EventMonitors(detail, wmon, record_from, sim, pname, torch.float64 if fixed else run_dtype(exp), meta)
     what = "fixed point" if fixed else exp.run.dtype
     return RunParts(agent=agent, learner=NullLearner(), task=task, reporter=reporter, optimizer=None,
-                    description=f"R-STDP n={exp.rule.order} · distal reward · event engine ({what}) · {B} trials",
+                    description=f"R-STDP n={exp.rule.order} · distal reward · event engine ({what}) · {B} trials"
+                                f" · kernels ready in {sim.compile_seconds:.1f} s",
                     unit="step", callbacks=[monitors], hint="lower rule.lr", summary=distal_summary)
