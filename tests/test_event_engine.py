@@ -22,7 +22,8 @@ import torch
 pytest.importorskip("numba")
 
 from neuroprobe.backends.event import hashrng  # noqa: E402
-from neuroprobe.backends.event.sim import DistalParams, EventSimulator, window_steps  # noqa: E402
+from neuroprobe.backends.event.sim import DistalParams, EventSimulator  # noqa: E402
+from neuroprobe.tasks.distal_reward import window_steps  # noqa: E402
 from neuroprobe.errors import ConfigError, ShapeError  # noqa: E402
 from neuroprobe.neurons import hash_rng  # noqa: E402
 from neuroprobe.rules.rstdp import CascadeRSTDP  # noqa: E402
@@ -267,12 +268,11 @@ def test_recording_window_and_errors():
         EventSimulator(_net(spec), B, rule=RSTDPSpec("in->free", CascadeKernel(1, 0.1), lr=0.1))
 
 
-@pytest.mark.parametrize("window, dt", [(10e-3, 1e-3), (20e-3, 1e-4), (7e-3, 1e-3)])
-def test_window_steps_is_the_torch_protocols_test(window, dt):
-    """The largest lag the float protocol's ``lag·dt <= window + 1e-12`` accepts (long × float is
-    float32 in torch: 10 steps of 1 ms are not within 10 ms there)."""
-    lags = [k for k in range(1, 400) if bool(torch.tensor([k]) * dt <= window + 1e-12)]
-    assert lags == list(range(1, len(lags) + 1)) and window_steps(window, dt) == len(lags)
+@pytest.mark.parametrize("window, dt, steps", [(10e-3, 1e-3, 10), (20e-3, 1e-4, 200), (7e-3, 1e-3, 7),
+                                             (7.5e-3, 1e-3, 7), (0.3e-3, 1e-3, 1)])
+def test_window_steps(window, dt, steps):
+    """A 10 ms window at 1 ms counts lags 1 … 10 (not 9, as float32 ``lag·dt`` did); at least one."""
+    assert window_steps(window, dt) == steps
 
 
 # ---------------------------------------------------------------- plasticity against the torch rule

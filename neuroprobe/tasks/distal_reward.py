@@ -28,7 +28,15 @@ from torch import Tensor
 
 from ..errors import ConfigError
 
-__all__ = ["DistalReward"]
+__all__ = ["DistalReward", "window_steps"]
+
+
+def window_steps(window: float, dt: float) -> int:
+    """The coincidence window in steps: post lags ``1 … window_steps`` after the pre spike count
+    (``floor(window/dt)``, with a tolerance for the rounding of ``window/dt``: 10 ms at 1 ms is 10
+    steps). Every float engine's protocol uses this integer; the fixed-point protocol's
+    ``round(window/dt)`` is the same for windows that are whole numbers of steps."""
+    return max(1, int(math.floor(window / dt + 1e-9)))
 
 
 class DistalReward:
@@ -60,6 +68,7 @@ class DistalReward:
         self.pre, self.post = pre.long(), post.long()
         self.B = self.pre.numel()
         self.dt, self.window = float(dt), float(window)
+        self.window_steps = window_steps(self.window, self.dt)
         self.delay_min, self.delay_max = float(delay_min), float(delay_max)
         self.decay = math.exp(-dt / dopamine_tau)
         self.amp = float(dopamine_amp)
@@ -81,7 +90,7 @@ class DistalReward:
         pre_fired = z_pre[b, self.pre].detach().cpu() > 0
         post_fired = z_post[b, self.post].detach().cpu() > 0
         lag = t - self.last_pre
-        hit = post_fired & (lag > 0) & (lag * self.dt <= self.window + 1e-12)
+        hit = post_fired & (lag > 0) & (lag <= self.window_steps)
         self.last_pre = torch.where(pre_fired, torch.full_like(self.last_pre, t), self.last_pre)
         if hit.any():
             for k in hit.nonzero().flatten().tolist():

@@ -36,6 +36,7 @@ from ..._args import check_batch
 from ...errors import ConfigError, ShapeError
 from ...spec.rules import RSTDPSpec
 from ...spiking.network import SpikingNetwork
+from ...tasks.distal_reward import window_steps
 from . import kernels
 from .cascade import lazy_constants
 from .network import compile_network, compile_state
@@ -73,14 +74,6 @@ class DistalParams:
                               "0 <= min <= max (s)")
         if self.window <= 0 or self.dopamine_tau <= 0:
             raise ConfigError("task.window and task.dopamine_tau must be > 0 s")
-
-
-def window_steps(window: float, dt: float) -> int:
-    """The largest lag (steps) the float protocol counts as a coincidence: its test
-    ``lag·dt <= window + 1e-12`` evaluated as torch evaluates it (long × float in the default dtype)."""
-    lags = torch.arange(1, int(window / dt) + 3, dtype=torch.long)
-    ok = (lags * dt <= window + 1e-12).numpy()
-    return int(np.flatnonzero(ok)[-1] + 1) if ok.any() else 0
 
 
 def _np(x, dtype) -> np.ndarray:
