@@ -47,6 +47,7 @@ test: $(STAMP) $(if $(filter 1,$(NEUROPROBE_SKIP_LAVA)),,$(LAVA_STAMP))
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cet_step.py
 	$(PY) benchmarks/bench_spiking.py --quick
+	$(PY) benchmarks/bench_event.py --quick
 
 # The documentation site (mkdocs-material + mkdocstrings, mkdocs.yml) into site/, warnings as errors.
 # NO_MKDOCS_2_WARNING silences mkdocs-material's banner about its successor (not a build warning).

@@ -62,8 +62,8 @@ def _keys(data: bytes) -> list[list[str]]:
 
 
 def test_registry_names_a_module_for_every_pair():
-    assert set(BACKENDS) == {("torch", "float"), ("torch", "fixed"), ("brian2", "float"), ("lava", "fixed"),
-                             ("lava", "float")}
+    assert set(BACKENDS) == {("torch", "float"), ("torch", "fixed"), ("event", "float"), ("event", "fixed"),
+                             ("brian2", "float"), ("lava", "fixed"), ("lava", "float")}
     for backend, precision in BACKENDS:
         if backend != "brian2":  # Brian2's module imports brian2 only when it runs
             assert callable(backend_module(backend, precision).compile_distal)

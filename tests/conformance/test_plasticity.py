@@ -7,7 +7,8 @@ within the stated quantisation bound (:func:`_fixed_bound`) on the fixed-point e
 and Lava, which also agree with each other bit for bit).
 
 Each engine is driven with its own code: torch: :class:`~neuroprobe.rules.rstdp.CascadeRSTDP` and
-SGD; torch-fixed: :class:`~neuroprobe.backends.fixed.rstdp.FixedCascadeRSTDP`; brian2 and Lava:
+SGD; event: the lazy closed-form cascade of :mod:`neuroprobe.backends.event.cascade` (explicit steps
+at the coincidences only); torch-fixed: :class:`~neuroprobe.backends.fixed.rstdp.FixedCascadeRSTDP`; brian2 and Lava:
 the network, whose post neurons spike one step after a "drive" input population does (given
 spikes), through the Brian2 export and a Lava job.
 """
@@ -165,6 +166,34 @@ def _torch() -> np.ndarray:
     return (proj.weight.detach() - w0).numpy()
 
 
+def _event() -> np.ndarray:
+    """The event engine's lazy cascade (neuroprobe.backends.event.cascade): each synapse takes an
+    explicit step only at its coincidences (and is advanced in closed form in between, through the
+    dopamine impulses given as pieces of a constant dopamine, γ = 1); everything flushed at the end."""
+    from neuroprobe.backends.event.cascade import explicit_step, flush_all, lazy_constants
+
+    pre, post = _synapses()
+    S, n = len(pre), RULE.kernel.order
+    kf, tab = lazy_constants(RULE.kernel, DT, 1.0, RULE.lr, 0.0, W_MAX)
+    steps = sorted(DOPAMINE)  # impulses: the value at step t (1-based t + 1), 0 from the next step on
+    pt = np.array([[u for t in steps for u in (t + 1, t + 2)]], dtype=np.int64)
+    pv = np.array([[v for t in steps for v in (DOPAMINE[t], 0.0)]])
+    pn = np.array([pt.shape[1]], dtype=np.int64)
+    X, Tl, W = np.zeros((1, S, n)), np.zeros((1, S), dtype=np.int64), np.full((1, S), W0)
+    x, y = np.zeros(3), np.zeros(2)
+    for t in range(T):  # the STDP traces per neuron, as the engine keeps them
+        x *= math.exp(-DT / RULE.tau_plus)
+        y *= math.exp(-DT / RULE.tau_minus)
+        for s, (i, j) in enumerate(zip(pre, post)):
+            if Z_POST[t, j] or Z_PRE[t, i]:
+                c = RULE.a_plus * x[i] * Z_POST[t, j] - RULE.a_minus * y[j] * Z_PRE[t, i]
+                explicit_step(X, Tl, W, 0, s, t + 1, c, D[t], pt, pv, pn, kf, tab)
+        x += Z_PRE[t]
+        y += Z_POST[t]
+    flush_all(X, Tl, W, T, pt, pv, pn, kf, tab)
+    return W[0] - W0
+
+
 def _drive() -> np.ndarray:
     """Drive spikes one step before the post spikes (the post neurons fire one step after them)."""
     z = np.zeros((T, 2))
@@ -245,7 +274,7 @@ def test_one_rstdp_update_equals_the_float64_reference(engine):
     assert (ref > 0).any() and (ref < 0).any()
     assert np.all(np.abs(ref) < W_MAX - W0) and np.all(W0 + ref > 0)  # no bound is reached
     if engine in FLOAT_ENGINES:
-        got = {"torch": _torch, "brian2": _brian2}[engine]()
+        got = {"torch": _torch, "event": _event, "brian2": _brian2}[engine]()
         np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9 * np.abs(ref).max())
         return
     got, w_int = {"torch-fixed": _torch_fixed, "lava": _lava}[engine]()
