@@ -157,6 +157,8 @@ def test_tables_are_the_definitions():
         G = [math.fsum(PHASIC ** (jj - 1) * E ** jj * jj ** m / math.factorial(m) for jj in j) for m in range(order)]
         np.testing.assert_allclose(tab[r, col["G"]], G, rtol=1e-13)
         assert tab[r, col["gamma_c"]] == pytest.approx(PHASIC ** c, rel=1e-14)
+        if c <= 16:  # γ^(lmax·c): long intervals' dopamine decay without pow
+            assert tab[r, col["gamma_lc"]] == pytest.approx(PHASIC ** (16 * c), rel=1e-13)
 
 
 # ------------------------------------------------------------------ one interval, every length

@@ -34,6 +34,15 @@ the steps in between are skipped in closed form:
   ``e <= 0``. A chunk that fails both is cut into runs of one sign through the derivatives: from
   the lowest ``P^(d)`` certified on the chunk, each lower derivative is monotone on the current
   run, so it keeps its sign or changes it once (found by binary search, which shortens the run).
+* **an input step** (order ``n >= 2``): ``c`` enters ``x[0]`` only, and step ``t``'s eligibility
+  ``x_t[n−1] = (M x_{t−1})[n−1]`` does not depend on it, so the explicit step is the lazy advance to
+  ``t`` (one table row) followed by ``x[0] += c``. Order 1 advances to ``t − 1`` and takes step
+  ``t`` explicitly (its ``e_t`` includes ``c``).
+* **cost**: the common interval (at most ``lmax`` steps on the latest dopamine piece, no bound
+  within reach, or one clamp at the end of a path of one sign) is :func:`_fast`, written out flat
+  and inlined into the engine's per-synapse loop (:func:`_touch`): a call would pass each of the
+  eleven arrays as its exploded struct, which cost more than the arithmetic. Everything else
+  (longer intervals, piece boundaries, sign changes near a bound) is :func:`_advance_general`.
 
 Dopamine pieces of trial ``b``: ``pt (B, P) int64`` start steps (nondecreasing; the last of equal
 starts wins), ``pv (B, P) float64`` the dopamine at those steps, ``pn (B,) int64`` how many are
@@ -63,18 +72,25 @@ KF_FIELDS = ("order", "lmax", "npow", "gamma", "lr_scale", "lo", "hi", "scale", 
 _N, _LMAX, _NPOW, _GAMMA, _LRS, _LO, _HI, _SCALE, _LR = range(9)
 _INVF = len(KF_FIELDS)
 _NPOW_DEFAULT = 44  # chunks up to lmax·2^44 steps (a state has long decayed to 0 by then)
+# integer arguments as int64, not as literals: numba compiles a callee once more for a literal
+_ZERO, _ONE = np.int64(0), np.int64(1)
 
 # No NRT (numba's reference counting): nothing here allocates, and a function compiled with NRT
 # increfs/decrefs every array argument on entry/exit (an atomic call each, ~100 ns per call with
 # 11 arrays: more than the work). Without it a call costs what its arithmetic costs.
-_jit = njit(cache=True, _nrt=False)
+_jit = njit(cache=True, _nrt=False, error_model="numpy")
+# the hot path inlined into its callers (numba IR inlining): a call passes every array as its
+# exploded struct (~10 words each), more than the O(n²) arithmetic of a typical touch
+_inline = njit(cache=True, _nrt=False, error_model="numpy", inline="always")
 
 
 def tab_columns(order: int) -> dict:
     """Column slices of a row of ``tab`` (the row of chunk length ``c``): ``A`` the ``n`` entries
-    ``E^c c^k/k!``, ``G`` the ``n`` sums ``G_c[m]``, ``gamma_c`` the column of ``γ^c``."""
+    ``E^c c^k/k!``, ``G`` the ``n`` sums ``G_c[m]``, ``gamma_c`` the column of ``γ^c``, and
+    ``gamma_lc`` the column of ``γ^(lmax·c)`` (rows ``c <= lmax`` only: with ``gamma_c`` the
+    dopamine decay over up to ``lmax²`` steps is a product of two table entries, no ``pow``)."""
     n = int(order)
-    return {"A": slice(0, n), "G": slice(n, 2 * n), "gamma_c": 2 * n}
+    return {"A": slice(0, n), "G": slice(n, 2 * n), "gamma_c": 2 * n, "gamma_lc": 2 * n + 1}
 
 
 def _pos(name: str, v) -> float:
@@ -127,7 +143,7 @@ def lazy_constants(kernel: CascadeKernel, dt: float, gamma: float, lr: float, lo
 
     Returns:
         ``kf`` float64 ``(len(KF_FIELDS) + n,)``: the fields of :data:`KF_FIELDS` then ``1/m!``;
-        ``tab`` float64 ``(lmax + npow, 2n + 1)``: row ``c − 1`` for ``c <= lmax``, row
+        ``tab`` float64 ``(lmax + npow, 2n + 2)``: row ``c − 1`` for ``c <= lmax``, row
         ``lmax − 1 + p`` for ``c = lmax·2^p``; columns as :func:`tab_columns`.
     """
     if not isinstance(kernel, CascadeKernel):
@@ -149,7 +165,7 @@ def lazy_constants(kernel: CascadeKernel, dt: float, gamma: float, lr: float, lo
     E = float(M[0, 0])  # the every-step decay factor, bit for bit
     scale = float(kernel.grid_scale(dt))
     npow = _NPOW_DEFAULT
-    tab = np.zeros((lmax + npow, 2 * n + 1))
+    tab = np.zeros((lmax + npow, 2 * n + 2))
     # direct rows c = 1 … lmax; c = 1 is the every-step transition itself
     tab[0, :n] = M[:, 0]
     for c in range(2, lmax + 1):
@@ -161,6 +177,8 @@ def lazy_constants(kernel: CascadeKernel, dt: float, gamma: float, lr: float, lo
     terms[0] = M[:, 0]  # G_1 = A_1: one step is the every-step engine's
     tab[:lmax, n:2 * n] = _neumaier_prefix(terms)
     tab[:lmax, 2 * n] = np.power(gamma, j)
+    with np.errstate(under="ignore"):
+        tab[:lmax, 2 * n + 1] = [math.pow(gamma, float(lmax) * c) for c in range(1, lmax + 1)]
     # doubling rows c = lmax·2^p from the row of c/2 (positive composition)
     for p in range(1, npow + 1):
         r_half, r = lmax - 2 + p, lmax - 1 + p
@@ -265,14 +283,14 @@ def _run_length(X, b, s, n, R, kf):
     ``P^(j)`` is monotone on ``[1, g]`` (``P^(j+1)`` is one-signed there), so it keeps its sign if
     both ends agree, else changes it once: ``g`` shrinks to the last lag before that change
     (binary search). O(n²) plus ``d`` binary searches of O(n) evaluations; no storage."""
-    d = 0
+    d = _ZERO
     while d < n - 1 and not _cert(X, b, s, n, d, R, kf):
         d += 1
     g = R
     for j in range(d - 1, -1, -1):
         if _cert(X, b, s, n, j, g, kf):
             continue
-        first = _nonneg(X, b, s, n, j, 1, kf)
+        first = _nonneg(X, b, s, n, j, _ONE, kf)
         if _nonneg(X, b, s, n, j, g, kf) == first:
             continue
         lo = 1
@@ -357,7 +375,7 @@ def _dopamine(X, b, s, n, L, D, w, kf, tab):
         if lo <= w - mag and w + mag <= hi:  # the path cannot reach a bound: no clamp happens
             w += inc
             _propagate(X, b, s, n, tab, r)
-        elif c == 1 or (lo <= w and w <= hi and _cert(X, b, s, n, 0, c, kf)):  # monotone path: one clamp
+        elif c == 1 or (lo <= w and w <= hi and _cert(X, b, s, n, _ZERO, c, kf)):  # monotone path: one clamp
             w = min(max(w + inc, lo), hi)
             _propagate(X, b, s, n, tab, r)
         else:
@@ -370,9 +388,12 @@ def _dopamine(X, b, s, n, L, D, w, kf, tab):
 
 @_jit
 def _piece_at(pt, b, npieces, t):
-    """Index of the last piece of trial ``b`` starting at or before step ``t`` (−1: none)."""
+    """Index of the last piece of trial ``b`` starting at or before step ``t`` (−1: none). The
+    latest piece first: a synapse is mostly touched again before the next reward."""
+    if npieces == 0 or pt[b, npieces - 1] <= t:
+        return npieces - 1
     lo = 0
-    hi = npieces  # answer in [lo − 1, hi − 1]: first index with pt > t, minus one
+    hi = npieces - 1  # answer in [lo − 1, hi − 1]: first index with pt > t, minus one
     while lo < hi:
         mid = (lo + hi) >> 1
         if pt[b, mid] <= t:
@@ -382,9 +403,33 @@ def _piece_at(pt, b, npieces, t):
     return lo - 1
 
 
+@_inline
+def _gamma_pow(q, n, kf, tab):
+    """``γ^q`` (``q >= 0`` steps) from the table: one entry up to ``lmax`` steps, the product of two
+    (``γ^(lmax·h)·γ^(q − lmax·h)``, a few ulp like ``pow``'s one) up to ``lmax²``, else ``pow``."""
+    lmax = int(kf[_LMAX])
+    if q <= lmax:
+        return 1.0 if q == 0 else tab[q - 1, 2 * n]
+    h = q // lmax
+    if h > lmax:
+        return math.pow(kf[_GAMMA], float(q))
+    g = tab[h - 1, 2 * n + 1]
+    q -= h * lmax
+    return g * tab[q - 1, 2 * n] if q > 0 else g
+
+
 @_jit
-def _advance(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
-    """:func:`advance_to`, returning the number of chunks that had to be split by sign (diagnostics)."""
+def _piece_d(pt, pv, b, k, t, n, kf, tab):
+    """``lr·scale·d_t`` on piece ``k`` at step ``t`` (0 before the first piece, ``k < 0``)."""
+    if k < 0:
+        return 0.0
+    return kf[_LRS] * pv[b, k] * _gamma_pow(t - pt[b, k], n, kf, tab)
+
+
+@_jit
+def _advance_general(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
+    """:func:`_advance` for any interval: any number of pieces and chunks, clamping certified or
+    split by sign. Returns the number of chunks that had to be split by sign."""
     t = T[b, s]
     if t_to <= t:
         return 0
@@ -397,8 +442,6 @@ def _advance(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
         return 0
     npieces = pn[b]
     k = _piece_at(pt, b, npieces, t + 1)
-    gamma = kf[_GAMMA]
-    lmax = int(kf[_LMAX])
     changed = False
     nsplit = 0
     while t < t_to:
@@ -406,11 +449,7 @@ def _advance(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
         if k + 1 < npieces and pt[b, k + 1] - 1 < end:
             end = pt[b, k + 1] - 1  # this piece ends where the next begins
         if end > t:
-            D = 0.0
-            if k >= 0:
-                q = t + 1 - pt[b, k]  # steps since the piece began
-                gq = 1.0 if q == 0 else (tab[q - 1, 2 * n] if q <= lmax else math.pow(gamma, float(q)))
-                D = kf[_LRS] * pv[b, k] * gq
+            D = _piece_d(pt, pv, b, k, t + 1, n, kf, tab)
             if D == 0.0:
                 _decay(X, b, s, n, end - t, kf, tab)
             else:
@@ -425,6 +464,108 @@ def _advance(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
     return nsplit
 
 
+@_inline
+def _fast(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
+    """The common case of :func:`advance_to`, written out flat (it is inlined into the per-synapse
+    loops, where a call would pass every array as its exploded struct, ~10 words each: more than
+    the arithmetic): at most ``lmax`` steps (one table row ``r``), all on the latest dopamine piece,
+    and no clamping, or one clamp at the end of a path of one sign (:func:`_dopamine`'s first two
+    cases). Returns False, having changed nothing, where the interval needs :func:`_advance_general`
+    (longer, crossing a piece, clamped and changing sign)."""
+    t = T[b, s]
+    L = t_to - t
+    if L <= 0:
+        return True
+    lmax = int(kf[_LMAX])
+    if L > lmax:
+        return False
+    n = X.shape[2]
+    r = L - 1
+    D = 0.0  # lr·scale·d at step t + 1
+    k = pn[b] - 1
+    if k >= 0:
+        q = t + 1 - pt[b, k]  # steps since the latest piece began
+        if q < 0:  # it begins after step t + 1: a piece boundary may lie inside the interval
+            return False
+        D = kf[_LRS] * pv[b, k] * _gamma_pow(q, n, kf, tab)
+    if D != 0.0:
+        w = np.float64(W[b, s])
+        lo = kf[_LO]
+        hi = kf[_HI]
+        inc = 0.0  # Σ_i x_i G_L[n−1−i] and its magnitude (_sums)
+        mag = 0.0
+        for i in range(n):
+            v = X[b, s, i] * tab[r, 2 * n - 1 - i]
+            inc += v
+            mag += abs(v)
+        mag *= abs(D)
+        if lo <= w - mag and w + mag <= hi:  # the path cannot reach a bound
+            W[b, s] = w + inc * D
+        elif L == 1:
+            W[b, s] = min(max(w + inc * D, lo), hi)
+        elif lo <= w and w <= hi:  # a weight at a bound pushed on it or pulled off it: e of one sign?
+            p1 = 0.0  # _cert(X, b, s, n, 0, L, kf), the P± certificate on the lags 1 … L
+            m1 = 0.0
+            pc = 0.0
+            mc = 0.0
+            ck = 1.0
+            fc = float(L)
+            for m in range(n):
+                v = X[b, s, n - 1 - m]
+                f = kf[_INVF + m]
+                vp = max(v, 0.0)
+                vm = max(-v, 0.0)
+                p1 += vp * f
+                m1 += vm * f
+                g = ck * f
+                pc += vp * g
+                mc += vm * g
+                ck *= fc
+            if p1 >= mc or m1 >= pc:  # one sign: per-step clamping is one clamp at the end
+                W[b, s] = min(max(w + inc * D, lo), hi)
+            else:
+                return False
+        else:
+            return False
+    for i in range(n - 1, -1, -1):  # x ← M^L x (_propagate)
+        acc = 0.0
+        for j in range(i + 1):
+            acc += tab[r, i - j] * X[b, s, j]
+        X[b, s, i] = acc
+    T[b, s] = t_to
+    return True
+
+
+@_jit
+def _advance(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
+    """:func:`advance_to`, returning the number of chunks that had to be split by sign (diagnostics)."""
+    if _fast(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
+        return 0
+    return _advance_general(X, T, W, b, s, t_to, pt, pv, pn, kf, tab)
+
+
+@_inline
+def _touch(X, T, W, b, s, t, c, d_t, pt, pv, pn, kf, tab):
+    """:func:`explicit_step` without its check, inlined into the kernel's per-synapse loops. For
+    order ``n >= 2`` the input enters ``x[0]`` only and step ``t``'s eligibility
+    ``x_t[n−1] = (M x_{t−1})[n−1]`` does not depend on it: the step is the lazy advance to ``t``
+    (dopamine of step ``t`` from the pieces) plus ``x[0] += c``. Order 1 (``e`` includes ``c``):
+    advance to ``t − 1``, then the explicit step with ``d_t``."""
+    n = X.shape[2]
+    t_lazy = t if n >= 2 else t - 1
+    if T[b, s] < t_lazy and not _fast(X, T, W, b, s, t_lazy, pt, pv, pn, kf, tab):
+        _advance_general(X, T, W, b, s, t_lazy, pt, pv, pn, kf, tab)
+    if n >= 2:
+        X[b, s, 0] += c
+        return
+    x = X[b, s, 0] * tab[0, 0] + c
+    X[b, s, 0] = x
+    if d_t != 0.0:
+        w = W[b, s] + ((x * kf[_SCALE]) * d_t) * kf[_LR]
+        W[b, s] = min(max(w, kf[_LO]), kf[_HI])
+    T[b, s] = t
+
+
 @_jit
 def advance_to(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
     """Bring synapse ``(b, s)`` from step ``T[b, s]`` to ``t_to`` (no coincidence in between):
@@ -435,22 +576,15 @@ def advance_to(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
 
 @_jit
 def explicit_step(X, T, W, b, s, t, c, d_t, pt, pv, pn, kf, tab):
-    """Step ``t`` of synapse ``(b, s)`` with coincidence ``c`` and the protocol's dopamine ``d_t``:
-    :func:`advance_to` ``t − 1``, then ``x ← M x + e_0 c``, ``e = scale·x[n−1]`` and, if
-    ``d_t != 0``, ``w ← clamp(w + lr·(d_t·e))`` (the every-step operations). A synapse takes at most
-    one explicit step per step (sum its coincidences first): ``T[b, s] >= t`` raises."""
+    """Step ``t`` of synapse ``(b, s)`` with coincidence ``c``: :func:`advance_to` ``t − 1``, then
+    ``x ← M x + e_0 c``, ``e = scale·x[n−1]`` and, if ``d ≠ 0``, ``w ← clamp(w + lr·(d·e))`` (the
+    every-step operations). ``d_t`` is the protocol's dopamine at step ``t``; order ``n >= 2`` takes
+    it from the pieces instead (the same value to rounding; see :func:`_touch`), so the pieces
+    must cover step ``t``. A synapse takes at most one explicit step per step (sum its
+    coincidences first): ``T[b, s] >= t`` raises."""
     if T[b, s] >= t:
         raise ValueError("explicit_step: the synapse is already at or past step t")
-    if T[b, s] < t - 1:
-        _advance(X, T, W, b, s, t - 1, pt, pv, pn, kf, tab)
-    n = X.shape[2]
-    _propagate(X, b, s, n, tab, 0)
-    X[b, s, 0] += c
-    if d_t != 0.0:
-        e = X[b, s, n - 1] * kf[_SCALE]
-        w = W[b, s] + (e * d_t) * kf[_LR]
-        W[b, s] = min(max(w, kf[_LO]), kf[_HI])
-    T[b, s] = t
+    _touch(X, T, W, b, s, t, c, d_t, pt, pv, pn, kf, tab)
 
 
 @_jit

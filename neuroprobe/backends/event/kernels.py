@@ -20,15 +20,19 @@ distal-reward loop of :mod:`neuroprobe.backends.torch_run`:
 3. R-STDP on the plastic projection: per-neuron STDP traces decay every step, the synapses of the
    neurons that spiked get their coincidence (``a+·x_pre`` at a post spike, ``−a−·y_post`` at a
    pre spike, traces before this step's spikes) and take an explicit cascade step
-   (:func:`~.cascade.explicit_step`, which first advances them lazily to t − 1), then the traces
-   add the spikes. Untouched synapses stay behind and are advanced in closed form when next
-   touched, and at the end of the chunk (:func:`~.cascade.flush_trial`). Dopamine is given to the
-   lazy updates as pieces ``(pt, pv)``: a new piece at every step a reward was delivered.
+   (:func:`_plastic_step`, with :func:`~.cascade._touch` inlined: the lazy advance and the input
+   of :func:`~.cascade.explicit_step`), then the traces add the spikes. Untouched synapses stay
+   behind and are advanced in closed form when next touched, and at the end of the chunk
+   (:func:`~.cascade.flush_trial`). Dopamine is given to the lazy updates as pieces ``(pt, pv)``:
+   a new piece at every step a reward was delivered (for order >= 2 the input step takes its
+   dopamine from them too, in float64; order 1 uses the protocol's value in the network dtype).
 
 Argument groups (tuples of arrays; dummies of the right types where a feature is off, so there is
 one compiled specialisation per float dtype): ``net`` (:class:`~.network.EventNet`'s tables),
 ``st`` (neuron state and work buffers), ``io`` (given inputs, recording), ``pl`` (plasticity),
-``pr`` (protocol). No allocation inside the step loop.
+``pr`` (protocol). No allocation inside the step loop, and no reference counting: the kernels are
+compiled without numba's runtime (``_nrt=False``; they allocate nothing), which would otherwise
+count references to the arrays in the inlined per-synapse code, an atomic operation each.
 """
 from __future__ import annotations
 
@@ -37,9 +41,12 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
-from numba import njit
+from llvmlite import ir
+from numba import njit, types
+from numba.core import cgutils
+from numba.extending import intrinsic
 
-from .cascade import explicit_step, flush_trial
+from .cascade import _touch, flush_trial
 from .hashrng import byte_sum, hash_at, hash_key, hash_uniform32, uniform
 from .network import (FC_C_MEM, FC_C_SYN, FC_CLAMP, FC_DELTA_U, FC_ESC_K, FC_ESC_VTH, FC_I_EXT, FC_V_LEAK,
                       FC_V_RESET, FC_V_TH, FC_ZERO, IC_CUBA, IC_CUR_COL, IC_IEXT, IC_INPUT_COL, IC_NOISE,
@@ -49,9 +56,28 @@ __all__ = ["run_chunk", "DMODE_NONE", "DMODE_TONIC", "DMODE_DISTAL"]
 
 DMODE_NONE, DMODE_TONIC, DMODE_DISTAL = 0, 1, 2
 _FAR = -10 ** 9  # "no pre spike yet" of the protocol
+_PF = 8  # prefetch distance (synapses) on the scattered in-synapses of a post neuron
 
 
-@njit(cache=True)
+@intrinsic
+def _prefetch(typingctx, arr, flat):
+    """Hint the cache to fetch element ``flat`` of the (C-contiguous) array's data (LLVM's
+    prefetch: it never faults, so an address outside the array is harmless)."""
+    sig = types.void(arr, flat)
+
+    def codegen(context, builder, signature, args):
+        ary = context.make_array(signature.args[0])(context, builder, args[0])
+        i8p, i32 = ir.IntType(8).as_pointer(), ir.IntType(32)
+        name = "llvm.prefetch.p0" if getattr(i8p, "is_opaque", False) else "llvm.prefetch.p0i8"
+        fn = cgutils.get_or_insert_function(builder.module, ir.FunctionType(ir.VoidType(), [i8p, i32, i32, i32]), name)
+        # read (0), keep in all cache levels (3), data (1)
+        builder.call(fn, [builder.bitcast(builder.gep(ary.data, [args[1]]), i8p), i32(0), i32(3), i32(1)])
+        return context.get_dummy_value()
+
+    return sig, codegen
+
+
+@njit(cache=True, _nrt=False)
 def _lif_segment(P, g0, g1, k, key, fc, ic, noise_tab, in_ptr, in_list, out_off, vb, ib, rb, zb, bufb, cur, b,
                  sp, nb, row, zc, vc, rec_z, rec_v):
     """One LIF population's step (neurons g0..g1 of trial b); appends its spikes to ``sp`` from
@@ -131,7 +157,53 @@ def _lif_segment(P, g0, g1, k, key, fc, ic, noise_tab, in_ptr, in_list, out_off,
     return nb
 
 
-@njit(cache=True)
+@njit(cache=True, _nrt=False)
+def _plastic_step(X, T, W, b, t, sp, nb, zb, xb, yb, p_colptr, p_inslot, p_pre, p_rowptr, p_post, gpre0, npre, gpost0,
+                  npost, a_plus, neg_a_minus, d_t, pt, pv, pn, kf, tab):
+    """Step t of the plastic synapses of the neurons that spiked (``sp[:nb]``, global indices),
+    traces as before this step's spikes. Pass 0 (LTP): the synapses into each post neuron that
+    spiked, coincidence ``a+·x_pre`` (``− a−·y_post`` too where the pre neuron spiked as well);
+    pass 1 (LTD): the synapses out of each pre neuron that spiked whose post neuron did not (those
+    took their step in pass 0), ``−a−·y_post``. One cascade step each (:func:`~.cascade._touch`,
+    inlined: written once, so that it is compiled once)."""
+    S, n = X.shape[1], X.shape[2]
+    for ph in range(2):
+        for q in range(nb):
+            if ph == 0:
+                jl = sp[q] - gpost0
+                if jl < 0 or jl >= npost:
+                    continue
+                e0, e1 = p_colptr[jl], p_colptr[jl + 1]
+            else:
+                il = sp[q] - gpre0
+                if il < 0 or il >= npre:
+                    continue
+                e0, e1 = p_rowptr[il], p_rowptr[il + 1]
+            for e in range(e0, e1):
+                if ph == 0:
+                    if e + _PF < e1:  # the in-synapses are scattered: ask for their state a few synapses ahead
+                        sf = p_inslot[e + _PF]
+                        f = b * S + sf
+                        _prefetch(X, f * n)
+                        _prefetch(X, f * n + n - 1)
+                        _prefetch(T, f)
+                        _prefetch(W, f)
+                        _prefetch(p_pre, sf)
+                    s = p_inslot[e]
+                    i = p_pre[s]
+                    c = a_plus * xb[i]
+                    if zb[gpre0 + i] != 0:
+                        c = c + neg_a_minus * yb[jl]
+                else:
+                    s = e
+                    j = p_post[s]
+                    if zb[gpost0 + j] != 0:
+                        continue
+                    c = neg_a_minus * yb[j]
+                _touch(X, T, W, b, s, t, np.float64(c), d_t, pt, pv, pn, kf, tab)
+
+
+@njit(cache=True, _nrt=False)
 def _trial(b, steps, t_start, net, st, io, pl, pr):
     """The whole chunk of one trial (see the module docstring)."""
     (pop_off, pop_kind, pop_of, fc, ic, noise_tab, pois_p, pre_ptr, pre_list, in_ptr, in_list, row_off, syn_off,
@@ -179,7 +251,7 @@ def _trial(b, steps, t_start, net, st, io, pl, pr):
         key = hash_key(seed, t)
         rec = b == 0 and k >= rec_from
         row = k - rec_from
-        nb = 0
+        nb = np.int64(0)  # not the literal 0: callees would be compiled for it as well
         for P in range(n_pops):
             g0, g1 = pop_off[P], pop_off[P + 1]
             zc = zcol[P] if rec else -1
@@ -241,31 +313,8 @@ def _trial(b, steps, t_start, net, st, io, pl, pr):
                 xb[n] = xb[n] * dec_plus
             for n in range(npost):
                 yb[n] = yb[n] * dec_minus
-            # LTP (and LTD where the pre neuron spiked too) on the synapses of the post neurons that spiked
-            for q in range(nb):
-                g = sp_b[q]
-                jl = g - gpost0
-                if jl < 0 or jl >= npost:
-                    continue
-                for e in range(p_colptr[jl], p_colptr[jl + 1]):
-                    s = p_inslot[e]
-                    i = p_pre[s]
-                    c = a_plus * xb[i]
-                    if zb[gpre0 + i] != 0:
-                        c = c + neg_a_minus * yb[jl]
-                    explicit_step(X, T, Wp, b, s, t, np.float64(c), d_t, pt, pv, pn, kf, tab)
-            # LTD on the synapses of the pre neurons that spiked (those whose post spiked are done)
-            for q in range(nb):
-                g = sp_b[q]
-                il = g - gpre0
-                if il < 0 or il >= npre:
-                    continue
-                for s in range(p_rowptr[il], p_rowptr[il + 1]):
-                    jl = p_post[s]
-                    if zb[gpost0 + jl] != 0:
-                        continue
-                    c = neg_a_minus * yb[jl]
-                    explicit_step(X, T, Wp, b, s, t, np.float64(c), d_t, pt, pv, pn, kf, tab)
+            _plastic_step(X, T, Wp, b, t, sp_b, nb, zb, xb, yb, p_colptr, p_inslot, p_pre, p_rowptr, p_post, gpre0,
+                          npre, gpost0, npost, a_plus, neg_a_minus, d_t, pt, pv, pn, kf, tab)
             for q in range(nb):
                 g = sp_b[q]
                 if gpre0 <= g < gpre0 + npre:
@@ -282,7 +331,7 @@ def _trial(b, steps, t_start, net, st, io, pl, pr):
         flush_trial(X, T, Wp, b, t_start + steps, pt, pv, pn, kf, tab)
 
 
-@njit(cache=True, nogil=True)
+@njit(cache=True, nogil=True, _nrt=False)
 def _run_trials(b0, b1, steps, t_start, net, st, io, pl, pr):
     """Trials ``b0 .. b1 − 1``, one after another; without the GIL, so that threads can run
     disjoint ranges of trials at once (each trial touches only its own rows)."""
