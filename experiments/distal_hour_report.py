@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(labels) != len(a.runs):
         p.error(f"{len(a.runs)} runs but {len(labels)} labels")
     fig, axes = plt.subplots(1, len(a.runs), figsize=(5.5 * len(a.runs), 3.6), sharey=True, squeeze=False)
-    lines = ["| eligibility | simulated s | rewarded |w| | others p99 | others mean | rank | rewards | "
+    lines = ["| eligibility | simulated s | rewarded \\|w\\| | others p99 | others mean | rank | rewards | "
              "first above all others (s) | first at w_max (s) | reports at w_max | CPU time |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for i, (ax, run, label) in enumerate(zip(axes[0], a.runs, labels)):
