@@ -218,6 +218,8 @@ def candidates(n: int, order: int | None, args, rate_scan: bool = False) -> dict
             for dt_name, dt in (("float64", torch.float64), ("float32", torch.float32)):
                 if (order is not None or rate_scan) and dt_name == "float32" and b > 1:
                     continue  # plastic B = 16 in float64 only (the cascade state is float64 in both)
+                if order is not None and b > 1 and big:
+                    continue  # 16 trials' cascade states: 6.5 GB at order 6 (memory shared with the others)
                 if rate_scan and dt_name == "float32":
                     continue
                 c[f"event {dt_name} B={b}"] = (lambda b=b, dt=dt: EventSim(n, b, dt, order), "event engine (numba)",
@@ -234,7 +236,7 @@ def candidates(n: int, order: int | None, args, rate_scan: bool = False) -> dict
         if target == "numpy" and (order is not None or rate_scan or big) or slow_scan:
             continue  # numpy: no plasticity, below 100 000 (bench_spiking.py has its plastic numbers)
         c[f"brian2-{target}"] = (lambda t=target: bs.Brian2Sim(n, t, order), f"Brian2 {target}", "float64", 1)
-    if "cpp" in sims and (order is None or args.cpp_plastic) and not (rate_scan and args.quick):
+    if "cpp" in sims and (order is None or args.cpp_plastic and not rate_scan) and not (rate_scan and args.quick):
         steps = args.cpp_steps if (n < args.indegree_from and order is None) else max(args.cpp_steps // 5, 1000)
         c["brian2-cpp"] = (lambda: CppSim(n, order, steps, bs.SIGMA, args.indegree_from), "Brian2 cpp_standalone",
                            "float64", 1)
@@ -646,6 +648,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--json", default=None, help="also save the measured rows here (rewritten after each group)")
     parser.add_argument("--render", default=None, metavar="JSON",
                         help="no simulation: rewrite --out and --plot from rows saved by --json")
+    parser.add_argument("--resume", default=None, metavar="JSON",
+                        help="start from the rows saved by an interrupted run (--json), measuring only the "
+                             "groups it lacks (their date and load are this run's)")
     add_timing_args(parser, repeats=(5, 3), inner=(1, 1), threads=1)
     args = parser.parse_args(argv)
     apply_timing_args(args)
@@ -681,6 +686,21 @@ def main(argv: list[str] | None = None) -> None:
         print(text, end="")
         return
     vers = versions()
+    if args.resume:
+        with open(args.resume, encoding="utf-8") as fh:
+            saved = json.load(fh)
+        rows, notes = saved["rows"], saved["notes"]
+        notes.append(f"resumed: groups measured from {saved['started'][:16]} (load before "
+                     f"{saved['load_before']}) to the interruption, the rest from {started:%Y-%m-%d %H:%M}")
+        started = datetime.datetime.fromisoformat(saved["started"])
+    done = {(r["n"], r["sigma"], r["plasticity"], r["rate_scan"]) for r in rows}
+
+    def group(n: int, sigma: float, order, rate_scan: bool = False) -> None:
+        if (n, sigma, PLAST_NAME[order], rate_scan) in done:
+            log(f"N={n} σ={sigma} {PLAST_NAME[order]}: already measured (--resume)")
+            return
+        measure_group(n, sigma, order, args, rows, notes, rate_scan)
+        write(False)
 
     def write(final: bool) -> None:
         if args.json:
@@ -699,14 +719,12 @@ def main(argv: list[str] | None = None) -> None:
 
     for n in args.sizes:
         for order in [None] + list(args.orders):
-            measure_group(n, SIGMA_BASE, order, args, rows, notes)
-            write(False)
+            group(n, SIGMA_BASE, order)
         _MEMO.clear()
     if args.rate_size:
         for hz, sigma in RATE_SIGMAS.items():
-            for order in (None, 1, 6):
-                measure_group(args.rate_size, sigma, order, args, rows, notes, rate_scan=True)
-                write(False)
+            for order in [None] + list(args.orders):
+                group(args.rate_size, sigma, order, rate_scan=True)
         _MEMO.clear()
     write(True)
 
