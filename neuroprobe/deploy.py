@@ -47,7 +47,7 @@ from .backends.fixed.network import FixedPointNetwork, quantization_error, quant
 from .spiking.spec import PopulationSpec, SpikingSpec
 from .backends.fixed.distal_reward import FixedDistalReward
 
-__all__ = ["deploy", "deployed_network", "inputs_spec", "trained_network_state", "distal_setup", "distal_params",
+__all__ = ["deploy", "quantisation_check", "deployed_network", "inputs_spec", "trained_network_state", "distal_setup", "distal_params",
            "distal_protocol"]
 
 V_RECORD_MAX = 5000  # voltages are recorded every step by Lava Monitors: only for short runs
@@ -75,14 +75,24 @@ def deployed_network(exp, steps: int) -> tuple[SpikingNetwork, dict, torch.Gener
     return net, inputs, gen
 
 
-def trained_network_state(state: dict, where: str = "checkpoint") -> dict:
-    """The spiking network's state_dict inside a run's checkpoint state (under its agent)."""
+def trained_network_state(state: dict, where: str = "checkpoint", exp=None) -> dict:
+    """The spiking network's state_dict inside a run's checkpoint state (under its agent).
+
+    A checkpoint of the event engine holds its simulator's arrays instead (``agent.sim``, with the
+    plastic projection's (B, S) signed weights ``W`` in the torch projection's synapse order); with
+    ``exp`` (the run's experiment) they become ``projections.<j>.weight`` (magnitudes, like the
+    torch network's) of the rule's projection j."""
     agent = state.get("agent") if isinstance(state, dict) else None
     if isinstance(agent, dict):
         for cand in (agent.get("net"), agent, *[v for v in agent.values() if isinstance(v, dict)]):
             if isinstance(cand, dict) and any(isinstance(k, str) and k.startswith("projections.") and
                                               k.endswith(".weight") for k in cand):
                 return cand
+        sim = agent.get("sim")
+        if exp is not None and isinstance(sim, dict) and "W" in sim:
+            names = [f"{p.pre}->{p.post}" for p in exp.spiking_spec.projections]
+            j = names.index(exp.rule.projection)
+            return {f"projections.{j}.weight": torch.as_tensor(np.abs(np.asarray(sim["W"], dtype=np.float64)))}
     raise NeuroprobeError(f"{where}: no spiking network weights under its agent state (not a spiking run's "
                           f"checkpoint?)")
 
@@ -99,7 +109,7 @@ def _load(source: Path, overrides: list[str]):
         if not ckpt.exists():
             raise ConfigError(f"deploy: run directory {str(source)!r} has no {CHECKPOINT_NAME} (nothing trained to "
                               f"deploy yet); deploy its config instead, or finish the run with --resume")
-        return exp, trained_network_state(load_checkpoint_file(ckpt), f"checkpoint {str(ckpt)!r}"), source.name
+        return exp, trained_network_state(load_checkpoint_file(ckpt), f"checkpoint {str(ckpt)!r}", exp), source.name
     if not source.exists():
         raise ConfigError(f"deploy: {source} does not exist (give an experiment TOML or a run directory)")
     exp = load_experiment(source, overrides)
@@ -137,10 +147,7 @@ def deploy(source: str | Path, backend: str = "lava", precision: str = "fixed", 
     side = {"exp": exp, "every": every, "checkpoint_every": ck, "progress": progress}
     if precision == "fixed":
         fx = FixedPointNetwork.from_float(net, noise_seed=int(exp.seed))
-        report["quantization"] = quantization_report(net, fx)
-        n_q = min(T, QUANT_STEPS)
-        report["quantization_error"] = {"steps": n_q, "populations": quantization_error(
-            net, fx, n_q, {k: v[:n_q] for k, v in inputs.items()})}
+        report.update(_quantisation(net, fx, inputs, min(T, QUANT_STEPS)))
         if learn:
             res = _distal_fixed(exp, fx, net, T, gen, inputs, timeout, record_steps, every, out, progress, side)
         else:
@@ -152,6 +159,28 @@ def deploy(source: str | Path, backend: str = "lava", precision: str = "fixed", 
     (out / "deploy.json").write_text(json.dumps(report, indent=1))
     _print_summary(report, out)
     return out
+
+
+def _quantisation(net: SpikingNetwork, fx: FixedPointNetwork, inputs: dict, steps: int) -> dict:
+    return {"quantization": quantization_report(net, fx), "quantization_error": {
+        "steps": steps, "populations": quantization_error(net, fx, steps, {k: v[:steps] for k, v in inputs.items()})}}
+
+
+def quantisation_check(source: str | Path, steps: int = QUANT_STEPS) -> dict:
+    """What deploying to fixed point does to a network, without Lava: the float network of a config
+    or of a finished run (its trial-0 weights, from a torch or event-engine checkpoint) and its
+    fixed-point twin run ``steps`` steps on the same inputs and noise.
+
+    Returns ``{"quantization": per-parameter quantisation report, "quantization_error": {"steps",
+    "populations": {pop: spike counts, fraction of float spikes matched within ±1 step, RMS |Δv| /
+    v_th, first differing step}}}`` (see :func:`~neuroprobe.backends.fixed.network.quantization_error`)."""
+    exp, net_state, _ = _load(Path(source), [])
+    if exp.spiking_spec is None:
+        raise ConfigError(f"{source}: not a spiking experiment (no [network])")
+    net, inputs, _ = deployed_network(exp, steps)
+    if net_state is not None:
+        _load_trial0_weights(net, net_state)
+    return _quantisation(net, FixedPointNetwork.from_float(net, noise_seed=int(exp.seed)), inputs, steps)
 
 
 def _checkpoint_every(exp, T: int) -> int:

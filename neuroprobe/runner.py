@@ -46,11 +46,13 @@ def _resume_config(run: RunDir, overrides: list[str]):
 
 def run_experiment(config: str | Path | None = None, overrides: list[str] | tuple[str, ...] = (),
                    seed: int | None = None, out: str | Path | None = None, resume: str | Path | None = None,
-                   figures: bool = True, resume_if_exists: bool = False) -> Path:
+                   figures: bool = True, resume_if_exists: bool = False, progress: bool | None = None) -> Path:
     """Run (or resume) an experiment; returns the run directory.
 
     ``resume`` continues the run in that directory from its last checkpoint, with its saved config;
-    ``resume_if_exists`` (sweeps) resumes ``out`` when it already holds a run.
+    ``resume_if_exists`` (sweeps) resumes ``out`` when it already holds a run. ``progress`` shows or
+    hides the run's progress bar without changing its saved config (None: the config's
+    ``run.progress``); a sweep hides them behind its own bar.
     """
     overrides = list(overrides or [])
     if resume is None and resume_if_exists and out is not None and (Path(out) / CONFIG_NAME).exists():
@@ -82,12 +84,12 @@ def run_experiment(config: str | Path | None = None, overrides: list[str] | tupl
             raise ConfigError(f"run directory {str(run.path)!r} already holds a run; use --resume {run.path} to "
                               f"continue it or --out to pick another directory")
     try:
-        return _run(exp, run, resume is not None, changes, figures)
+        return _run(exp, run, resume is not None, changes, figures, progress)
     finally:
         run.unlock()
 
 
-def _run(exp, run: RunDir, resume: bool, changes: list[dict], figures: bool) -> Path:
+def _run(exp, run: RunDir, resume: bool, changes: list[dict], figures: bool, progress: bool | None = None) -> Path:
     state = run.load_checkpoint() if resume else None
     if changes:
         try:
@@ -107,7 +109,8 @@ def _run(exp, run: RunDir, resume: bool, changes: list[dict], figures: bool) -> 
     try:
         gen = torch.Generator().manual_seed(exp.seed)
         parts = exp.rule.build(exp, BuildContext(gen, torch.device(exp.device)))
-        loop = Loop(parts, run, exp.seed, gen, exp.schedule.checkpoint_every, exp.run.progress)
+        loop = Loop(parts, run, exp.seed, gen, exp.schedule.checkpoint_every,
+                    exp.run.progress if progress is None else progress)
         try:
             loop.run_loop(state)
         finally:

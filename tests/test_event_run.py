@@ -76,6 +76,25 @@ def test_compare_reports_the_two_engines_agree(float_pair, capsys):
     assert "spikes" in out
 
 
+def test_event_checkpoint_deploys_the_same_trained_weights_as_torch(float_pair):
+    """deploy/quantisation_check read an event run's trained weights (its simulator's W) as the torch
+    network's projection weights: equal to the torch run's, which learned the same (float64, hash)."""
+    from neuroprobe.config import load_experiment
+    from neuroprobe.deploy import quantisation_check, trained_network_state
+    from neuroprobe.rundir import load_checkpoint_file
+
+    a, b = float_pair
+    exp = load_experiment(b / "config.toml", [])
+    wa = trained_network_state(load_checkpoint_file(a / "checkpoint.pt"), "torch", exp)
+    wb = trained_network_state(load_checkpoint_file(b / "checkpoint.pt"), "event", exp)
+    (key,) = wb
+    assert key in wa and wa[key].shape == wb[key].shape and float(wa[key].std()) > 0
+    np.testing.assert_allclose(wb[key].double().numpy(), wa[key].double().numpy(), rtol=1e-12, atol=1e-15)
+    q = quantisation_check(EXP / "distal_reward_loihi.toml", steps=200)["quantization_error"]
+    assert q["steps"] == 200 and q["populations"]["exc"]["spikes_float"] > 0
+    assert 0.5 < q["populations"]["exc"]["matched_within_1_step"] <= 1.0
+
+
 def test_fixed_point_event_run_is_byte_identical_to_torch_fixed(tmp_path):
     common = ["run.precision=fixed"]
     a = _run(tmp_path, "torch", "distal_reward_loihi.toml", common + ["run.backend=torch"])
