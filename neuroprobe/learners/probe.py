@@ -47,7 +47,8 @@ class ProbeWindowAgent(ModuleAgent):
 
     def __init__(self, rule, generator: torch.Generator):
         self.rule, self.net, self.generator = rule, rule.net, generator
-        self.dtype = rule.net.layers[0].weight.dtype
+        w = rule.net.layers[0].weight
+        self.dtype, self.device = w.dtype, w.device
         self.assignment: Tensor | None = None   # the current (or just finished) window's A (B, M)
         self.new_window = True                   # the next act starts a window (draws A)
 
@@ -57,9 +58,10 @@ class ProbeWindowAgent(ModuleAgent):
         if self.new_window:
             self.assignment = self.rule.assignment()
             self.new_window = False
-        probs = self.rule.policy(torch.as_tensor(obs, dtype=self.dtype), self.assignment, self.generator)
+        probs = self.rule.policy(torch.as_tensor(obs, dtype=self.dtype, device=self.device), self.assignment,
+                                 self.generator)
         u = torch.rand((), generator=self.generator, dtype=torch.float64)
-        return inverse_cdf_actions(probs, u).numpy()
+        return inverse_cdf_actions(probs, u).cpu().numpy()
 
     def end_window(self) -> None:
         self.new_window = True
@@ -274,9 +276,6 @@ class ProbeConfig(RuleConfig):
     """Node noise shared by all branches (0 = off)."""
 
     def check(self, exp) -> None:
-        if exp.device != "cpu":
-            raise ValueError(f"'device' = {exp.device!r}: rule 'probe' runs on the CPU (its probe dictionaries, traces "
-                             f"and scheduler live there); use device = \"cpu\"")
         if exp.seeds != 1:
             raise ValueError(f"'seeds' = {exp.seeds}: rule 'probe' runs one seed per process; use --seed S")
         if self.antithetic and self.num_probes % 2:

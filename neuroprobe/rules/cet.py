@@ -136,6 +136,10 @@ class CETDelayed:
         self.broadcast.load_state_dict(d["broadcast"])
         if self.bias_broadcast is not None:
             self.bias_broadcast.load_state_dict(d["bias_broadcast"])
+        dev = self.net.layers[0].weight.device  # checkpoints load on the CPU; the credit meets the traces here
+        for b in (self.broadcast, self.bias_broadcast):
+            if b is not None:
+                b.buffers = [[t.to(dev) for t in buf] for buf in b.buffers]
         for t, s in zip(self.traces, d["traces"]):
             t.load_state_dict(s)
         if self._true_x and d.get("true_x"):

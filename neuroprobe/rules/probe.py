@@ -26,6 +26,11 @@ Only weights are probed and learned; biases (if the model has them) stay at thei
 Node noise (``noise_std`` > 0) adds Gaussian ξ to every pre-activation, drawn once per step and
 shared by all B branches (common random numbers), so branches still differ only through their
 probes. It is exploration noise inside each branch; its NRL eligibility is not used.
+
+Devices: the branches run on the network's device (``device = "cuda"``: a window's B branches are
+one batch on the GPU, and so is the weight update); the probe dictionaries, traces, scheduler and the
+window's credit (B numbers) stay on the CPU, so a GPU run draws the same probes as a CPU run; the
+probe factors (K·r·(n_in + n_out) numbers per layer) are copied to the device by each sweep.
 """
 from __future__ import annotations
 
@@ -71,16 +76,17 @@ def probed_sweep(net: RateNetwork, x: Tensor, assignment: Tensor, probes: list[P
     if net.batch is not None:
         raise ConfigError("probed_sweep: the probe rule runs one model (batch=None)")
     B = x.shape[0]
+    A = assignment.to(x.device)  # (B, M) small: the scheduler draws it on the CPU
     inputs, preacts = [], []
     h = x
     for l, (layer, d) in enumerate(zip(net.layers, probes)):
         inputs.append(x)
         K, r = d.num_probes, d.rank
-        Us, Vs = d.stacked()  # (n_out, K r), (n_in, K r)
-        z = x @ Vs.to(x.dtype)  # (B, …, K r)
-        onehot = (assignment[:, l, None] == torch.arange(1, K + 1)).to(x.dtype) * d.coef  # (B, K)
+        Us, Vs = d.stacked()  # (n_out, K r), (n_in, K r); the probes live on the CPU, the branches on x's device
+        z = x @ Vs.to(device=x.device, dtype=x.dtype)  # (B, …, K r)
+        onehot = (A[:, l, None] == torch.arange(1, K + 1, device=x.device)).to(x.dtype) * d.coef  # (B, K)
         z = (z.unflatten(-1, (K, r)) * onehot.view((B,) + (1,) * (x.dim() - 2) + (K, 1))).flatten(-2)
-        corr = z @ Us.to(x.dtype).T  # (B, …, n_out)
+        corr = z @ Us.to(device=x.device, dtype=x.dtype).T  # (B, …, n_out)
         xi = None if noise is None else noise[l]
         x, h = rate_layer_step(x, layer.weight, layer.bias, corr if xi is None else corr + xi, net.activation_of(l))
         preacts.append(h)
@@ -204,7 +210,7 @@ class ProbeRule:
         earlier window, when the outcomes arrive late); None = the current ones (the window just run).
         Returns the window's coefficients (K,) per layer.
         """
-        out = torch.as_tensor(outcomes, dtype=torch.float64)
+        out = torch.as_tensor(outcomes, dtype=torch.float64).cpu()  # (B,): the credit is bookkept on the CPU
         if not torch.isfinite(out).all():
             raise NonFiniteError("branch outcomes became NaN/Inf")
         adv = branch_advantage(out, assignment, baseline=self.baseline)

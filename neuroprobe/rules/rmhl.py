@@ -38,6 +38,6 @@ def rmhl_step(net: RateNetwork, obs: Tensor, noise_std: float, generator: torch.
     noise = net.sample_noise(lead + (1,), noise_std, generator)
     sweep = net.sweep(x, noise)
     actions = sample_actions(sweep.output[..., 0, :], generator)
-    ones = torch.ones(lead + (1,), dtype=obs.dtype)
+    ones = torch.ones(lead + (1,), dtype=obs.dtype, device=obs.device)
     dw, db = node_perturbation_increment(sweep.inputs, noise, ones)
     return actions, dw, db
