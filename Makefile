@@ -37,8 +37,10 @@ $(LAVA_STAMP):
 	$(LAVA_VENV)/bin/python -m pip install -q $(LAVA_SPEC)
 	touch $(LAVA_STAMP)
 
+# The main job: distal reward on the fastest engine, its fixed-point deployment, a CET order x delay
+# sweep on an embedded Ray, one HTML report (experiments/demo.py; finished parts are reused)
 demo: $(STAMP)
-	$(PY) experiments/reproduce_cet.py --quick --out runs/demo --report runs/demo/report.md
+	$(PY) experiments/demo.py --out runs/demo
 
 # NEUROPROBE_SKIP_LAVA=1: no Lava environment, its tests skipped on purpose (needs no Python 3.10)
 test: $(STAMP) $(if $(filter 1,$(NEUROPROBE_SKIP_LAVA)),,$(LAVA_STAMP))

@@ -1,4 +1,4 @@
-"""Command line: ``neuroprobe run | schema | align | plot | deploy | compare | info``.
+"""Command line: ``neuroprobe run | sweep | report | schema | align | plot | deploy | compare | info``.
 
 Bad input (config, file, value, argument) prints one line, ``error: …``, and exits with code 2; a run
 that stops (non-finite weights, a refused checkpoint) exits with code 1. No tracebacks for either.
@@ -70,6 +70,35 @@ def _cmd_compare(args) -> None:
     print(json.dumps(rep) if args.json else format_report(rep))
 
 
+def _cmd_sweep(args) -> None:
+    from .sweep import format_outcome, load_sweep_spec, run_sweep
+    from .sweep.execute import default_sweep_dir
+
+    spec = load_sweep_spec(args.config, grid=args.grid, points=args.point, seeds=args.seeds, seed_list=args.seed_list,
+                           set=args.set, batch_seeds=args.batch_seeds)
+    out = args.out if args.out is not None else default_sweep_dir(spec)
+    outcome = run_sweep(spec, out, address=args.address, resources=args.resources, progress=not args.no_progress,
+                        retry_failed=args.retry_failed, num_cpus=args.num_cpus)
+    print(format_outcome(outcome))
+    print(f"tables and figures: neuroprobe report {out}")
+    if outcome.failed:
+        raise NeuroprobeError(f"{outcome.failed} of {outcome.done + outcome.failed + outcome.skipped} runs failed "
+                              f"(errors above and in sweep.csv); rerun with --retry-failed to try them again")
+
+
+def _cmd_report(args) -> None:
+    from pathlib import Path
+
+    from .sweep.report import write_report
+
+    res = write_report(Path(args.sweep_dir), Path(args.out) if args.out is not None else None, best=args.best,
+                       minimize=args.minimize)
+    print(res["table"])
+    paths = [res[k] for k in ("table_md", "table_csv", "html") if res.get(k)] + list(res.get("figures") or [])
+    for p in paths:
+        print(f"wrote {p}")
+
+
 def _cmd_info(args) -> None:
     import importlib.metadata as md
     import platform
@@ -126,6 +155,20 @@ def _pos_float(text: str) -> float:
     return v
 
 
+_SWEEP_HELP = """\
+Run an experiment over a grid of settings and seeds, one Ray task per run, into
+DIR/<point>/s<seed> (DIR/sweep.csv: one row per point x seed). Rerunning the same command
+continues an interrupted sweep: finished runs are kept, unfinished ones resume from their
+checkpoint, failed ones stay failed unless --retry-failed.
+
+Seed batching (--batch-seeds): "auto" runs a point's seeds as ONE run (one process, the seeds on
+the loop's batch axis, as `neuroprobe run CONFIG --seed s0 --set seeds=N`) when the seeds are
+consecutive and the run batches seeds: rate RL rules (nrl, rmhl, wp, fg, bp) and spiking rules on
+run.backend torch or event; probe, cet, brian2 and lava runs take one seed per run. "on" batches or
+refuses; "off" never batches. A batched seed k is not bit for bit the run `--seed k` alone (one
+generator per run), so compare sweeps made with the same mode."""
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="neuroprobe", description=__doc__.splitlines()[0])
     p.add_argument("--version", action="version", version=f"neuroprobe {_version()}")
@@ -142,6 +185,38 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--precision", default=None, choices=["float", "fixed"],
                    help="float, or Loihi's fixed point (default: the config's run.precision, float)")
     r.set_defaults(func=_cmd_run)
+    sw = sub.add_parser("sweep", help="run an experiment over a grid of settings and seeds, on Ray",
+                        description=_SWEEP_HELP, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sw.add_argument("config", help="experiment TOML, or a sweep config (a TOML with a [sweep] table)")
+    sw.add_argument("--grid", action="append", default=[], metavar="KEY=V1,V2,...",
+                    help="a grid axis (repeat for more; the points are their product, the last key fastest)")
+    sw.add_argument("--point", action="append", default=[], metavar="KEY=V,KEY=V",
+                    help="an extra point off the grid (its own settings, not crossed with the grid)")
+    seeds = sw.add_mutually_exclusive_group()
+    seeds.add_argument("--seeds", type=_int_arg(1, 4096), default=None, metavar="N",
+                       help="N seeds per point: the config's seed s0 .. s0+N-1 (default 1)")
+    seeds.add_argument("--seed-list", default=None, metavar="S0,S1,...", help="these seeds per point")
+    sw.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override of every run")
+    sw.add_argument("--out", default=None, help="sweep directory (default runs/sweep-<name>)")
+    sw.add_argument("--address", default=None, metavar="HOST:PORT",
+                    help="a Ray cluster's head (default: a local Ray instance on this machine)")
+    sw.add_argument("--resources", default=None, metavar="cpu=N,gpu=F",
+                    help="what each run takes (default: cpu = the config's run.threads, gpu = 1 on cuda else 0; "
+                         "fractions share a GPU)")
+    sw.add_argument("--num-cpus", type=_int_arg(1, 4096), default=None,
+                    help="CPUs of the local Ray instance (default: those this process may use); not with --address")
+    sw.add_argument("--batch-seeds", default=None, choices=["auto", "on", "off"],
+                    help="run a point's seeds as one batched run (see above; default auto)")
+    sw.add_argument("--retry-failed", action="store_true", help="run failed runs again (afresh)")
+    sw.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sw.set_defaults(func=_cmd_sweep)
+    rp = sub.add_parser("report", help="tables and figures of a sweep directory")
+    rp.add_argument("sweep_dir", metavar="SWEEP_DIR")
+    rp.add_argument("--out", default=None, help="report directory (default SWEEP_DIR/report)")
+    rp.add_argument("--best", default=None, metavar="KEY",
+                    help="choose this grid key per setting of the others (largest mean final), e.g. rule.lr")
+    rp.add_argument("--minimize", action="store_true", help="with --best: the smallest mean final wins")
+    rp.set_defaults(func=_cmd_report)
     s = sub.add_parser("schema", help="print the JSON Schema of experiment configs")
     s.set_defaults(func=_cmd_schema)
     a = sub.add_parser("align", help="cosine between a rule's expected update and the autograd gradient")
@@ -191,7 +266,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {_one_line(e)}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
-        hint = " (continue it with: neuroprobe run --resume RUN_DIR)" if args.command == "run" else ""
+        hint = {"run": " (continue it with: neuroprobe run --resume RUN_DIR)",
+                "sweep": " (continue it: run the same neuroprobe sweep command again)"}.get(args.command, "")
         print(f"interrupted{hint}", file=sys.stderr)
         return 130
     except MemoryError:

@@ -50,13 +50,15 @@ def run_experiment(config: str | Path | None = None, overrides: list[str] | tupl
     """Run (or resume) an experiment; returns the run directory.
 
     ``resume`` continues the run in that directory from its last checkpoint, with its saved config;
-    ``resume_if_exists`` (sweeps) resumes ``out`` when it already holds a run. ``progress`` shows or
+    ``resume_if_exists`` (sweeps, scripts) resumes ``out`` when it already holds a run, with that run's
+    saved config (``config``, ``seed`` and ``overrides`` are then not used). ``progress`` shows or
     hides the run's progress bar without changing its saved config (None: the config's
     ``run.progress``); a sweep hides them behind its own bar.
     """
     overrides = list(overrides or [])
     if resume is None and resume_if_exists and out is not None and (Path(out) / CONFIG_NAME).exists():
-        resume, config = out, None
+        # continue the run that is there, with its own saved config (seed and overrides included)
+        resume, config, seed, overrides = out, None, None, []
     if resume is not None:
         if config is not None:
             raise ConfigError("--resume RUN_DIR continues a run with the config saved in it; drop CONFIG (or run it "
