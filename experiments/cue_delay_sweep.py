@@ -11,6 +11,12 @@ CueDelay episodes have a fixed length, so equal episodes × c means equal passes
 Metric: mean return of each seed's last 50 episodes (+1 correct, −1 wrong; chance 0), mean ± sd
 over seeds, plus the learning curves against forward passes.
 
+It compares different config files (one per rule) at budgets matched across them, which a sweep's
+grid over the keys of one config does not express, so it stays a script; a sweep of any one of
+its configs is ``neuroprobe sweep``, e.g. ``neuroprobe sweep experiments/nrl_cartpole.toml --grid
+task.reward_delay=0,5,10 --seeds 5 --set task.name=CueDelay-v0 --set model.file=../models/mlp_7_64_2.toml``
+(docs/sweeps.md).
+
     python experiments/cue_delay_sweep.py                      # ~45-60 min on one core
     python experiments/cue_delay_sweep.py --report-only        # table + figure from finished runs
 """

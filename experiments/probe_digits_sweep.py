@@ -27,6 +27,10 @@ Metric: the last test accuracy (held-out 25 % of the digits, unperturbed network
 
 Runs are resumable: a finished run (summary.json) is skipped, an interrupted one continues from its
 last checkpoint.
+
+It compares two config files (probe rule, CET) at matched forward-pass budgets, which a sweep's
+grid over the keys of one config does not express, so it stays a script; a sweep of either config
+is ``neuroprobe sweep experiments/probe_digits.toml --grid KEY=V1,V2 --seeds N`` (docs/sweeps.md).
 """
 from __future__ import annotations
 

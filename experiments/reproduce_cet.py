@@ -6,15 +6,26 @@ Each setting is trained with every learning rate of ``--lrs``; the best final te
 reported (the CET paper selects its learning rate per setting the same way). A run whose weights
 blow up counts as failed at that learning rate. Outputs: a markdown table of accuracy and of the
 gradient alignment (cosine between the CET update and the exact delayed gradient, mean over
-layers, last 500 steps), and a heat map. Finished runs are skipped when re-run.
+layers, last 500 steps), the learning rate chosen per setting, and a heat map.
+
+Every setting × learning rate is one ``neuroprobe run`` of ``experiments/cet_digits.toml`` (seed 0),
+run as one sweep (:mod:`neuroprobe.sweep`) into ``--out``: in parallel on an embedded Ray (or the
+cluster of ``--address``), each run the same as the plain ``neuroprobe run`` (same metrics.csv, byte
+for byte); a blown-up run is a failed row of ``--out/sweep.csv``. Finished runs are skipped when
+re-run, interrupted ones continue from their checkpoint. The run directories are the sweep's
+(``--out/trace=cascade_order=6_delay=20_lr=0.05/s0``, ...); the run directories written by earlier
+versions of this script (``cascade_n6_d20_lr0.05``) are not reused. The cascade part alone, with
+the learning rate as a grid key, is also a plain sweep: ``experiments/sweeps/cet_order_delay_lr.toml``
+(``neuroprobe report DIR --best rule.lr``).
 
     python experiments/reproduce_cet.py                 # full grid (~15 min on 2 cores)
-    python experiments/reproduce_cet.py --quick         # demo (make demo): orders {1, 10}, delays {5, 20}
+    python experiments/reproduce_cet.py --quick         # small grid: orders {1, 10}, delays {5, 20}
 """
 from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 
@@ -23,11 +34,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from neuroprobe.errors import NeuroprobeError  # noqa: E402
-from neuroprobe.runner import run_experiment  # noqa: E402
+from neuroprobe.errors import ConfigError  # noqa: E402
+from neuroprobe.sweep import SweepSpec, load_sweep_spec, run_sweep  # noqa: E402
+
+CONFIG = ROOT / "experiments" / "cet_digits.toml"
 
 
-def settings(orders, delays):
+def settings(orders, delays) -> list[tuple[str, int, int]]:
+    """(trace kind, order, delay) of every setting: the baseline, then per delay the cascades and
+    the perfect trace."""
     out = [("none", 0, 0)]
     for d in delays:
         out += [("cascade", n, d) for n in orders] + [("perfect", 0, d)]
@@ -38,23 +53,39 @@ def label(kind: str, order: int) -> str:
     return {"none": "no delay (BP)", "perfect": "perfect trace"}.get(kind, f"order {order}")
 
 
-def run_setting(kind, order, delay, lr, steps, out: Path, progress: bool) -> dict:
-    name = f"{kind}_n{order}_d{delay}_lr{lr}"
-    d = out / name
-    if (d / "summary.json").exists():
-        return json.loads((d / "summary.json").read_text())
-    if (d / "failed.json").exists():
-        return json.loads((d / "failed.json").read_text())
-    sets = [f"rule.trace={kind}", f"rule.order={max(order, 1)}", f"rule.delay={delay}", f"rule.lr={lr}",
-            f"task.steps={steps}", f"run.progress={'true' if progress else 'false'}"]
-    try:
-        run_experiment(ROOT / "experiments" / "cet_digits.toml", overrides=sets, out=d, figures=False,
-                       resume_if_exists=True)
-    except NeuroprobeError as e:  # non-finite weights at this learning rate
-        res = {"final": float("nan"), "failed": str(e)}
-        (d / "failed.json").write_text(json.dumps(res))
-        return res
-    return json.loads((d / "summary.json").read_text())
+def point(kind: str, order: int, delay: int, lr: float) -> dict:
+    """The overrides of one run (the same four the script has always set: order 1 where unused)."""
+    return {"rule.trace": kind, "rule.order": max(order, 1), "rule.delay": delay, "rule.lr": lr}
+
+
+def grid(orders, delays, lrs) -> list[tuple[str, int, int, float]]:
+    """(kind, order, delay, lr) of every run, in the sweep's point order (point index = position)."""
+    return [(k, n, d, lr) for k, n, d in settings(orders, delays) for lr in lrs]
+
+
+def build_spec(orders, delays, lrs, steps: int, extra: list[str] = ()) -> SweepSpec:
+    """The sweep: every setting × learning rate as an explicit point, one seed (the config's)."""
+    pts = [point(*run) for run in grid(orders, delays, lrs)]
+    return load_sweep_spec(CONFIG, points=pts, set=[f"task.steps={steps}", *extra], name="reproduce_cet")
+
+
+def collect(out: Path, rows: list[dict], orders, delays, lrs) -> dict:
+    """{(kind, order, delay): summary.json of the best lr, with "lr"} from the rows of sweep.csv; a
+    failed run is final = NaN and loses to any finished one (where every lr failed, the first lr's
+    NaN is kept)."""
+    by_point = {r["point"]: r for r in rows}  # one seed: one row per point
+    results: dict = {}
+    for i, (kind, order, delay, lr) in enumerate(grid(orders, delays, lrs)):
+        row = by_point[i]
+        if row["status"] == "done":
+            r = json.loads((out / row["run"] / "summary.json").read_text())
+        else:
+            r = {"final": math.nan, "failed": row.get("error", "")}
+        r["lr"] = lr
+        best = results.get((kind, order, delay))
+        if best is None or np.nan_to_num(r["final"], nan=-1) > np.nan_to_num(best["final"], nan=-1):
+            results[(kind, order, delay)] = r
+    return results
 
 
 def main() -> None:
@@ -63,29 +94,34 @@ def main() -> None:
     ap.add_argument("--delays", type=int, nargs="*", default=[1, 5, 10, 20, 50])
     ap.add_argument("--lrs", type=float, nargs="*", default=[0.003, 0.01, 0.05, 0.2])
     ap.add_argument("--steps", type=int, default=3000)
-    ap.add_argument("--quick", action="store_true", help="demo: orders {1, 10}, delays {5, 20}, 2000 steps, lr {0.01, 0.05}")
-    ap.add_argument("--out", default=str(ROOT / "runs" / "cet_repro"))
+    ap.add_argument("--quick", action="store_true",
+                    help="a small grid: orders {1, 10}, delays {5, 20}, 2000 steps, lr {0.01, 0.05}")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="an extra override of every run (e.g. task.eval_every=20)")
+    ap.add_argument("--out", default=str(ROOT / "runs" / "cet_repro"), help="the sweep directory")
     ap.add_argument("--report", default=str(ROOT / "docs" / "cet_reproduction.md"))
-    ap.add_argument("--progress", action="store_true")
+    ap.add_argument("--address", default=None, help="HOST:PORT of a Ray cluster (default: a local Ray)")
+    ap.add_argument("--num-cpus", type=int, default=None, help="CPUs of the local Ray (default: all usable)")
+    # per-run progress bars no longer exist (the sweep shows one bar over the runs); kept so old
+    # command lines still parse
+    ap.add_argument("--progress", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.quick:
         args.orders, args.delays, args.steps, args.lrs = [1, 10], [5, 20], 2000, [0.01, 0.05]
     out = Path(args.out)
-    from tqdm.auto import tqdm
-
-    grid = settings(args.orders, args.delays)
-    results = {}
-    with tqdm(total=len(grid) * len(args.lrs), desc="CET digits grid", unit="run") as bar:
-        for kind, order, delay in grid:
-            best = None
-            for lr in args.lrs:
-                r = run_setting(kind, order, delay, lr, args.steps, out, args.progress)
-                r["lr"] = lr
-                if best is None or (np.nan_to_num(r["final"], nan=-1) > np.nan_to_num(best["final"], nan=-1)):
-                    best = r
-                bar.update(1)
-                bar.set_postfix_str(f"{label(kind, order)} D={delay}: {best['final']:.3f}")
-            results[(kind, order, delay)] = best
+    try:
+        spec = build_spec(args.orders, args.delays, args.lrs, args.steps, args.set)
+        outcome = run_sweep(spec, out, address=args.address, num_cpus=args.num_cpus)
+    except ConfigError as e:
+        print(f"error: {e}", file=sys.stderr)
+        sys.exit(2)
+    print(f"runs: {outcome.done} done, {outcome.failed} failed, {outcome.skipped} skipped (already done); "
+          f"{outcome.csv}")
+    # a blow-up at a learning rate is part of the experiment; anything else is worth a look
+    for rel, err in outcome.failures:
+        if not err.startswith("NonFiniteError"):
+            print(f"failed {rel}: {err}")
+    results = collect(out, outcome.rows, args.orders, args.delays, args.lrs)
     report(results, args.orders, args.delays, Path(args.report), args.steps, args.lrs)
 
 

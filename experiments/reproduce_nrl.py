@@ -5,6 +5,11 @@ writes a table (mean of the last 50 episodes per seed, mean ± sd over seeds) an
 learning curves. Finished runs are skipped, interrupted ones resumed, so the script can be
 re-run until done.
 
+It compares different config files (one per rule and task) at the same number of episodes, which
+a sweep's grid over the keys of one config does not express, so it stays a script; a sweep of any
+one of its configs is ``neuroprobe sweep experiments/nrl_cartpole.toml --grid rule.lr=0.02,0.05,0.1
+--seeds 5`` (docs/sweeps.md).
+
     python experiments/reproduce_nrl.py --episodes cartpole=1000 acrobot=500 reaching=300
 """
 from __future__ import annotations

@@ -1,0 +1,187 @@
+"""The experiment scripts that run as sweeps (experiments/reproduce_cet.py,
+experiments/distal_reward_orders.py) and the sweep configs of experiments/sweeps/.
+
+Each script runs at its smallest size in a subprocess (an embedded Ray, as a user runs it): its
+report has the rows computed here from the run directories, a rerun recomputes nothing, and a run of
+the sweep is byte for byte the plain ``neuroprobe run`` with the same overrides.
+"""
+from __future__ import annotations
+
+import csv
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from neuroprobe.config import load_experiment
+from neuroprobe.rundir import read_metrics
+from neuroprobe.runner import run_experiment
+from neuroprobe.sweep import load_sweep_spec, plan_runs
+
+pytest.importorskip("ray")
+
+ROOT = Path(__file__).resolve().parent.parent
+EXP = ROOT / "experiments"
+CET_ARGS = ["--orders", "1", "--delays", "5", "--lrs", "0.05", "1e6", "--steps", "60", "--set", "task.eval_every=20"]
+DISTAL = ["order 1, τ = 1 s (classic)", "order 6, peak 2 s"]
+DISTAL_ARGS = ["--duration", "0.3", "--seeds", "2", "--set", "task.report_every=0.1", "--settings", *DISTAL]
+
+
+def _script(name: str, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(EXP / name), "--num-cpus", "2", *args], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_script_{Path(name).stem}", EXP / name)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _main(name: str, args: list[str], capsys) -> tuple[int, str, str]:
+    """The script's main() in this process (a rerun starts no Ray: nothing is left to run), as
+    (exit code, stdout, stderr)."""
+    mod = _load(name)
+    argv, sys.argv = sys.argv, [name, *args]
+    capsys.readouterr()
+    try:
+        mod.main()
+        code = 0
+    except SystemExit as e:
+        code = e.code if isinstance(e.code, int) else 1
+    finally:
+        sys.argv = argv
+    got = capsys.readouterr()
+    return code, got.out, got.err
+
+
+def _rows(out: Path) -> list[dict]:
+    with open(out / "sweep.csv", newline="") as f:
+        return list(csv.DictReader(f))
+
+
+def _state(out: Path) -> tuple[bytes, dict]:
+    """sweep.csv's bytes and every metrics.csv's mtime: what a rerun must leave alone."""
+    return (out / "sweep.csv").read_bytes(), {p: p.stat().st_mtime_ns for p in out.rglob("metrics.csv")}
+
+
+def test_reproduce_cet(tmp_path, capsys):
+    out, rep = tmp_path / "cet", tmp_path / "doc" / "cet.md"
+    p = _script("reproduce_cet.py", *CET_ARGS, "--out", str(out), "--report", str(rep))
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = _rows(out)
+    # 3 settings (baseline, order 1, perfect) x 2 learning rates, one seed each
+    assert len(rows) == 6 and {r["seed"] for r in rows} == {"0"}
+    # lr = 1e6 blows up: a failed row, which the script counts as NaN at that lr
+    assert all((r["status"] == "failed") == (r["rule.lr"] == "1000000.0") for r in rows)
+    assert all(r["error"].startswith("NonFiniteError") for r in rows if r["status"] == "failed")
+    ok = {(r["rule.trace"], r["rule.delay"]): json.loads((out / r["run"] / "summary.json").read_text())
+          for r in rows if r["status"] == "done"}
+    text = rep.read_text()
+    assert f"No delay (exact backprop): **{ok[('none', '0')]['final']:.3f}**" in text
+    assert f"| order 1 | {ok[('cascade', '5')]['final']:.3f} |" in text
+    assert f"| perfect trace | {ok[('perfect', '5')]['final']:.3f} |" in text
+    align = np.mean([v for k, v in ok[("cascade", "5")].items() if k.startswith("align_")])
+    assert f"| order 1 | {align:.2f} |" in text
+    assert text.count("| 0.05 |") == 2  # the chosen lr of both rows: the one that did not blow up
+    assert (rep.parent / "figures" / "cet.png").stat().st_size > 0
+
+    before, first = _state(out), text
+    code, stdout, err = _main("reproduce_cet.py", [*CET_ARGS, "--out", str(out), "--report", str(rep)], capsys)
+    assert code == 0, err
+    assert "runs: 0 done, 3 failed, 3 skipped" in stdout
+    assert _state(out) == before and rep.read_text() == first
+
+    # a run of the sweep is the plain run with the script's overrides, byte for byte
+    row = next(r for r in rows if r["rule.trace"] == "cascade" and r["status"] == "done")
+    ref = run_experiment(EXP / "cet_digits.toml", ["rule.trace=cascade", "rule.order=1", "rule.delay=5", "rule.lr=0.05",
+                                                   "task.steps=60", "task.eval_every=20"],
+                         out=tmp_path / "ref", figures=False, progress=False)
+    assert (ref / "metrics.csv").read_bytes() == (out / row["run"] / "metrics.csv").read_bytes()
+    # and the baseline of experiments/sweeps/cet_order_delay_lr.toml (no rule.order) is the script's
+    spec = load_sweep_spec(EXP / "sweeps" / "cet_order_delay_lr.toml", grid=["rule.lr=0.05"],
+                           set=["task.steps=60", "task.eval_every=20"])
+    want = {"rule.trace": "none", "rule.delay": "0", "rule.lr": "0.05"}
+    base = next(r for r in plan_runs(spec) if r.settings == want)
+    ref = run_experiment(spec.config, base.overrides, seed=base.seed, out=tmp_path / "ref_lr", figures=False,
+                         progress=False)
+    row = next(r for r in rows if r["rule.trace"] == "none" and r["status"] == "done")
+    assert (ref / "metrics.csv").read_bytes() == (out / row["run"] / "metrics.csv").read_bytes()
+    # its cascade points resolve to the script's configs (which the runs are a function of)
+    casc = next(r for r in plan_runs(spec) if r.settings == {"rule.order": "1", "rule.delay": "5", "rule.lr": "0.05"})
+    mine = load_experiment(EXP / "cet_digits.toml", ["rule.trace=cascade", "rule.order=1", "rule.delay=5",
+                                                     "rule.lr=0.05", "task.steps=60", "task.eval_every=20"], 0)
+    assert load_experiment(spec.config, casc.overrides, casc.seed).to_toml_dict() == mine.to_toml_dict()
+
+
+def test_distal_reward_orders(tmp_path, capsys):
+    out, rep = tmp_path / "distal", tmp_path / "doc" / "distal.md"
+    p = _script("distal_reward_orders.py", *DISTAL_ARGS, "--out", str(out), "--report", str(rep))
+    assert p.returncode == 0, p.stderr[-2000:]
+    rows = _rows(out)
+    # 2 settings x 2 trials, the trials of a setting batched in one run (seeds=2, as before)
+    assert len(rows) == 4 and len({r["run"] for r in rows}) == 2 and all(r["status"] == "done" for r in rows)
+    runs = {(r["rule.order"], r["rule.delay"]): out / r["run"] for r in rows}
+    assert set(runs) == {("1", "1.0"), ("6", "2.0")}
+    assert all('seeds = 2' in (d / "config.toml").read_text() for d in runs.values())
+    lines = rep.read_text().splitlines()
+    for label, d in zip(DISTAL, (runs[("1", "1.0")], runs[("6", "2.0")])):
+        m = read_metrics(d / "metrics.csv")
+        seed = np.asarray(m["seed"])
+        last = {k: [float(np.asarray(m[k], float)[seed == s][-1]) for s in (0, 1)]
+                for k in ("w_rewarded", "rank")}
+        line = next(x for x in lines if x.startswith(f"| {label} |"))
+        w = last["w_rewarded"]
+        assert line.startswith(f"| {label} | 2 | 0 | {np.mean(w):.3f} ± {np.std(w):.3f} |")
+        assert f"| {np.mean(last['rank']):.3f} ± {np.std(last['rank']):.3f} |" in line
+    assert (rep.parent / "figures" / "distal.png").stat().st_size > 0
+
+    before, first = _state(out), rep.read_text()
+    code, stdout, err = _main("distal_reward_orders.py", [*DISTAL_ARGS, "--out", str(out), "--report", str(rep)],
+                              capsys)
+    assert code == 0, err
+    assert "runs: 0 done, 0 failed, 2 skipped" in stdout
+    assert _state(out) == before and rep.read_text() == first
+
+    # --report-only: any subset of the settings there, nothing run
+    rep1 = tmp_path / "doc" / "one.md"
+    code, _, err = _main("distal_reward_orders.py", ["--report-only", "--settings", DISTAL[1], "--out", str(out),
+                                                     "--report", str(rep1)], capsys)
+    assert code == 0, err
+    assert [x.split(" |")[0] for x in rep1.read_text().splitlines() if x.startswith("| order")] == [f"| {DISTAL[1]}"]
+    assert _state(out) == before
+
+    # the run of a setting is the old script's run (its overrides, seeds=2 batched), byte for byte
+    ref = run_experiment(EXP / "distal_reward.toml", ["rule.order=6", "rule.delay=2.0", "task.duration=0.3",
+                                                      "seeds=2", "task.report_every=0.1"],
+                         out=tmp_path / "ref", figures=False, progress=False)
+    assert (ref / "metrics.csv").read_bytes() == (runs[("6", "2.0")] / "metrics.csv").read_bytes()
+
+    # bad input: one line, exit 2, before anything runs
+    code, _, err = _main("distal_reward_orders.py", [*DISTAL_ARGS, "--set", "rule.nope=1", "--out",
+                                                    str(tmp_path / "bad")], capsys)
+    assert code == 2 and err.startswith("error: ") and err.count("\n") == 1, err
+    assert not (tmp_path / "bad" / "sweep.csv").exists()
+
+
+@pytest.mark.parametrize("name, n_points, n_runs, batched", [("distal_orders.toml", 4, 4, True),
+                                                            ("cet_order_delay_lr.toml", 84, 84, False)])
+def test_sweep_configs_plan(name, n_points, n_runs, batched):
+    spec = load_sweep_spec(EXP / "sweeps" / name)
+    runs = plan_runs(spec)  # validates every point x seed
+    assert len(spec.point_settings()) == n_points and len(runs) == n_runs
+    assert all(r.batched == batched for r in runs)
+
+
+def test_distal_orders_config_is_the_script():
+    """The sweep config's points are the script's settings, with its default 2 trials."""
+    script = _load("distal_reward_orders.py")
+    cfg = load_sweep_spec(EXP / "sweeps" / "distal_orders.toml")
+    mine = script.build_spec(script.SETTINGS, 300.0, 2)
+    assert cfg.points == mine.points and cfg.seeds == mine.seeds == [0, 1]
+    assert [r.overrides[1:] for r in plan_runs(cfg)] == [r.overrides[1:] for r in plan_runs(mine)]
