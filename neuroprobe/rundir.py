@@ -120,7 +120,7 @@ class RunDir:
 
     # ------------------------------------------------------------------ config
     def write_config(self, cfg: dict) -> None:
-        _atomic_write(self.config_path, tomli_w.dumps(cfg).encode())
+        atomic_write(self.config_path, tomli_w.dumps(cfg).encode())
 
     def append_history(self, entry: dict) -> None:
         """One ``[[change]]`` table in config_history.toml (kept, never rewritten)."""
@@ -140,7 +140,7 @@ class RunDir:
         outer = io.BytesIO()
         torch.save({"format": CHECKPOINT_FORMAT, "sha256": hashlib.sha256(payload).hexdigest(),
                     "payload": torch.frombuffer(bytearray(payload), dtype=torch.uint8)}, outer)
-        _atomic_write(self.checkpoint_path, outer.getvalue())
+        atomic_write(self.checkpoint_path, outer.getvalue())
 
     def load_checkpoint(self) -> dict | None:
         """The checkpoint's state, or None if there is none; one-line NeuroprobeError if it is refused."""
@@ -207,7 +207,8 @@ def _load_failure(e: Exception) -> str:
     return f"unreadable ({type(e).__name__}{': ' + first if first else ''})"
 
 
-def _atomic_write(path: Path, data: bytes) -> None:
+def atomic_write(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` so a reader (or a killed writer) never sees a torn file."""
     tmp = path.with_name(path.name + ".tmp")
     with open(tmp, "wb") as f:
         f.write(data)
@@ -229,7 +230,7 @@ class MetricsWriter:
         self.path, self.columns, self.key = path, list(columns), list(key)
         header = (",".join(columns) + "\n").encode()
         if resume is None:
-            _atomic_write(path, header)
+            atomic_write(path, header)
             self.rows, self._hash, self._bytes, self.last_key = 0, hashlib.sha256(header), len(header), None
         else:
             if path.exists() and not path.is_file():  # a FIFO or device would block the read forever
@@ -305,4 +306,4 @@ def read_metrics(path: str | Path) -> dict[str, list]:
 
 
 def dump_json(path: Path, obj: Any) -> None:
-    _atomic_write(path, json.dumps(obj, indent=2).encode())
+    atomic_write(path, json.dumps(obj, indent=2).encode())

@@ -192,7 +192,7 @@ def test_killed_and_resumed_run_matches_uninterrupted(kind, tmp_path):
 _TORN_WRITER = """
 import sys, time
 import neuroprobe.rundir as rd
-_write = rd._atomic_write
+_write = rd.atomic_write
 def _slow(path, data):
     if path.name == "checkpoint.pt" and _slow.n >= int(sys.argv[1]):
         with open(path.with_name(path.name + ".tmp"), "wb") as f:
@@ -202,7 +202,7 @@ def _slow(path, data):
     _slow.n += path.name == "checkpoint.pt"
     _write(path, data)
 _slow.n = 0
-rd._atomic_write = _slow
+rd.atomic_write = _slow
 from neuroprobe.cli import main
 sys.exit(main(sys.argv[3:]))
 """

@@ -16,6 +16,7 @@ import time
 from pathlib import Path
 
 import pytest
+from proc_helpers import alive, process_tree  # noqa: E402  (tests/ is on sys.path)
 
 from cli_helpers import run_cli
 from neuroprobe.errors import ConfigError
@@ -204,35 +205,6 @@ def test_ray_missing_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------- killed driver
-def _children() -> dict[int, list[int]]:
-    kids: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(p.name))
-    return kids
-
-
-def _tree(pid: int) -> list[int]:
-    """pid and all its descendants (now)."""
-    kids, out, todo = _children(), [], [pid]
-    while todo:
-        p = todo.pop()
-        out.append(p)
-        todo += kids.get(p, [])
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 def test_killed_sweep_resumes_without_recomputing(tmp_path):
     # two runs side by side: a short one that finishes, a long one that is killed mid-way
     d = tmp_path / "sw"
@@ -250,17 +222,17 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path):
             time.sleep(0.05)
         else:
             pytest.fail("no run finished within 90 s")
-        tree = _tree(proc.pid)  # the driver, Ray's processes (GCS, raylet, agents) and its workers
+        tree = process_tree(proc.pid)  # the driver, Ray's processes (GCS, raylet, agents) and its workers
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         t0 = time.time()
-        while any(_alive(p) for p in tree) and time.time() - t0 < 20:  # a worker busy with a run within 0.1 s, an idle one ~2 s
+        while any(alive(p) for p in tree) and time.time() - t0 < 20:  # a worker busy with a run within 0.1 s, an idle one ~2 s
             time.sleep(0.1)
-        left = [p for p in tree if _alive(p)]
+        left = [p for p in tree if alive(p)]
         assert not left, f"processes of the killed sweep still alive 20 s later: {left}"
     finally:
         for p in tree:
-            if _alive(p):
+            if alive(p):
                 os.kill(p, signal.SIGKILL)
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

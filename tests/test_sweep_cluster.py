@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+from proc_helpers import alive, process_tree  # noqa: E402  (tests/ is on sys.path)
 
 from neuroprobe.runner import run_experiment
 
@@ -37,31 +38,6 @@ def _free_port() -> int:
     return port
 
 
-def _tree(pid: int) -> list[int]:
-    """pid and all its descendants (now), from /proc."""
-    kids: dict[int, list[int]] = {}
-    for p in Path("/proc").iterdir():
-        if p.name.isdigit():
-            try:
-                ppid = int((p / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            except (OSError, IndexError, ValueError):
-                continue
-            kids.setdefault(ppid, []).append(int(p.name))
-    out, todo = [], [pid]
-    while todo:
-        q = todo.pop()
-        out.append(q)
-        todo += kids.get(q, [])
-    return out
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (OSError, IndexError):
-        return False
-
-
 @pytest.fixture
 def ray_head():
     """HOST:PORT of a one-node Ray cluster with 2 CPUs, stopped (its processes killed) afterwards."""
@@ -76,15 +52,15 @@ def ray_head():
     try:
         t0 = time.time()
         while "Ray runtime started" not in (tmp / "head.log").read_text():
-            tree.update(_tree(head.pid))
+            tree.update(process_tree(head.pid))
             if head.poll() is not None or time.time() - t0 > 60:
                 pytest.fail(f"ray start --head failed:\n{(tmp / 'head.log').read_text()[-2000:]}")
             time.sleep(0.1)
         yield f"127.0.0.1:{port}"
     finally:
-        tree.update(_tree(head.pid))
+        tree.update(process_tree(head.pid))
         for p in tree:  # the head's own processes only: GCS, raylet, agents, workers
-            if p != os.getpid() and _alive(p):
+            if p != os.getpid() and alive(p):
                 try:
                     os.kill(p, signal.SIGKILL)
                 except ProcessLookupError:
@@ -95,7 +71,7 @@ def ray_head():
             pass
         head.wait()
         t0 = time.time()
-        while any(_alive(p) for p in tree) and time.time() - t0 < 10:
+        while any(alive(p) for p in tree) and time.time() - t0 < 10:
             time.sleep(0.1)
         log.close()
         shutil.rmtree(tmp, ignore_errors=True)

@@ -31,6 +31,7 @@ from pathlib import Path
 import tomli_w
 
 from ..errors import ConfigError
+from ..rundir import atomic_write
 from .spec import SweepSpec
 
 __all__ = ["SWEEP_TOML", "SWEEP_CSV", "FAILED_NAME", "SweepLock", "check_sweep_toml", "run_state", "write_failed",
@@ -44,16 +45,6 @@ SUMMARY_NAME = "summary.json"
 _OWN = {SWEEP_TOML, SWEEP_CSV, LOCK_NAME, SWEEP_CSV + ".tmp", SWEEP_TOML + ".tmp"}
 # what must match for a rerun to continue a sweep (the name and where it runs do not change results)
 _COMPARED = ("config", "config_sha256", "grid", "points", "seeds", "set", "batch_seeds")
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` so a reader (or a killed writer) never sees a torn file."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 class SweepLock:
