@@ -137,7 +137,8 @@ def main() -> None:
     run_sweep(spec, sweep_dir)
     t_sweep = time.perf_counter() - t1
     sections = demo_sections(runs, quant, fig_cmp, engine, args)
-    rep = write_report(sweep_dir, out=out / "report", sections=sections)
+    rep = write_report(sweep_dir, out=out / "report", sections=sections, title="neuroprobe demo",
+                       command=f"make demo   # or: python experiments/demo.py --out {out}")
     print_summary(runs, quant, rep, engine, args, t_distal, t_sweep, time.perf_counter() - t0)
 
 

@@ -339,7 +339,8 @@ def regenerate_command(sweep_dir: Path, out: Path | None, best: str | None = Non
 
 
 def write_report(sweep_dir: str | Path, out: str | Path | None = None, sections: list[dict] | None = None,
-                 title: str | None = None, best: str | None = None, minimize: bool = False) -> dict:
+                 title: str | None = None, best: str | None = None, minimize: bool = False,
+                 command: str | None = None) -> dict:
     """Write the report of a sweep directory; returns {"table": markdown str, "table_md", "table_csv",
     "html": Path, "figures": [Path]}.
 
@@ -347,7 +348,8 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, sections:
     HTML page (see :func:`.report_html.render_sections`; ``make demo`` adds its spiking experiments
     this way), ``title``: the page's title. ``best``: a grid key chosen per setting of the other keys
     (:func:`select_best`, largest mean final, or smallest with ``minimize``): one row per setting, and
-    the heat map over the other two keys. One-line ConfigError when DIR is not a sweep directory or
+    the heat map over the other two keys. ``command``: what regenerates the page, when not ``neuroprobe
+    report`` (a script that adds ``sections``). One-line ConfigError when DIR is not a sweep directory or
     has no finished run yet.
     """
     from .report_figures import write_figures  # matplotlib: imported only when a report is written
@@ -377,8 +379,8 @@ def write_report(sweep_dir: str | Path, out: str | Path | None = None, sections:
     figures, notes = write_figures(sweep, points, rdir / "figures")
     html_path = rdir / "report.html"
     _write_text(html_path, render_html(sweep, points, cap, figures, notes,
-                                       regenerate_command(sweep_dir, Path(out) if out is not None else None, best,
-                                                          minimize),
+                                       command or regenerate_command(sweep_dir, Path(out) if out is not None else None,
+                                                                     best, minimize),
                                        sections=sections, title=title))
     return {"table": table, "table_md": md_path, "table_csv": csv_path, "html": html_path,
             "figures": [path for path, _ in figures]}
