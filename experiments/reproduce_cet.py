@@ -18,7 +18,7 @@ versions of this script (``cascade_n6_d20_lr0.05``) are not reused. The cascade 
 the learning rate as a grid key, is also a plain sweep: ``experiments/sweeps/cet_order_delay_lr.toml``
 (``neuroprobe report DIR --best rule.lr``).
 
-    python experiments/reproduce_cet.py                 # full grid (~15 min on 2 cores)
+    python experiments/reproduce_cet.py                 # full grid (104 runs, ~5.5 min on 2 cores)
     python experiments/reproduce_cet.py --quick         # small grid: orders {1, 10}, delays {5, 20}
 """
 from __future__ import annotations
