@@ -23,6 +23,7 @@ at any moment and resumed ends with a byte-identical ``metrics.csv``.
 from __future__ import annotations
 
 import time
+import warnings
 from typing import Any
 
 import torch
@@ -129,7 +130,11 @@ class Loop:
             refused = f"checkpoint {str(self.run.checkpoint_path)!r} refused: its state does not fit this run"
             bad = (KeyError, TypeError, ValueError, IndexError, AttributeError, RuntimeError, OverflowError)
             try:
-                self.load_state_dict(resume_state)
+                # torch's warnings about a damaged state (a tensor indexed by a key) would print lines of
+                # their own: the refusal below says it in one
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    self.load_state_dict(resume_state)
                 position = resume_state["metrics"]
             except NeuroprobeError as e:  # a component's own check (one line)
                 raise NeuroprobeError(f"{refused} ({' '.join(str(e).split())[:200]})") from None

@@ -11,6 +11,7 @@ last row, and the cosine between the rule's update and the exact delayed gradien
 """
 from __future__ import annotations
 
+import math
 from typing import Annotated, ClassVar, Literal
 
 import torch
@@ -85,7 +86,7 @@ def build_cet(exp, ctx: BuildContext) -> RunParts:
     x_test, y_test = stream.test_set()
     rule = CETDelayed(net, batch=t.batch, delay=r.delay, delay_mode=r.delay_mode, trace=r.trace, order=r.order,
                       normalize=None if r.normalize == "none" else r.normalize, beta=r.beta or None,
-                      trace_on=r.trace_on)
+                      trace_on=r.trace_on, credit_lag=r.credit_lag)
     opt = (torch.optim.Adam if r.optimizer == "adam" else torch.optim.SGD)(net.parameters(), lr=r.lr)
     learner = CETLearner(rule, ctx.device)
     reporter = StreamReporter(t.steps, t.eval_every, stats=lambda: learner.last,
@@ -116,17 +117,26 @@ class CETConfig(RuleConfig):
     """Normalisation of the cascade kernel."""
     beta: Annotated[Finite, Field(ge=0, lt=1)] = 0.0
     """Decay per step of the cascade's stages, in [0, 1) (0 = chosen so the kernel peaks at D)."""
-    trace_on: Literal["presynaptic", "synapse"] = "presynaptic"
-    """Trace of the presynaptic activity (factorised) or per synapse (memory batch x n_out x n_in)."""
+    trace_on: Literal["presynaptic", "synapse", "synapse_preact"] = "presynaptic"
+    """Trace of the presynaptic activity x paired with the pre-activation error ∂loss/∂h ("presynaptic",
+    factorised), of f'(h)·x per synapse paired with the post-activation error ∂loss/∂x ("synapse",
+    memory batch x n_out x n_in): f' once in both. "synapse_preact": the CET authors' form, f'(h)·x per
+    synapse (x alone at the output layer) paired with the pre-activation error, so f' enters twice."""
+    credit_lag: Literal["D", "D-1"] = "D"
+    """Age of the credit that meets the trace kernel peaking at D_l: D_l steps ("D") or D_l − 1 steps
+    ("D-1", the CET authors' RL code; needs rule.delay >= 1)."""
 
     def check(self, exp) -> None:
         from ..config.experiment import MEMORY_LIMIT
         from ..modulators.broadcast import layer_delays
+        from ..rules.cet import trace_shapes
 
+        if self.credit_lag == "D-1" and self.delay < 1:
+            raise ValueError(f"'rule.credit_lag' = 'D-1' needs rule.delay >= 1 (got {self.delay})")
         sizes = exp.model_spec.sizes
         batch = exp.task.batch
         delays = layer_delays(len(sizes) - 1, self.delay, self.delay_mode)
-        per = [n_in if self.trace_on == "presynaptic" else n_in * n_out for n_in, n_out in zip(sizes[:-1], sizes[1:])]
+        per = [math.prod(s[1:]) for s in trace_shapes(list(sizes), 1, self.trace_on)]
         # the trace (order + 1 states), the exact-gradient delay line (D_l + 1) and the credit buffers (D_l)
         n = sum(batch * (p * (self.order + 1 + d + 1) + n_out * d)
                 for p, d, n_out in zip(per, delays, sizes[1:]))

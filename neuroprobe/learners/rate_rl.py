@@ -99,17 +99,32 @@ class NRLConfig(_RateRLRule):
     noise_std: PosFloat = 1e-3
     """σ of the node noise ξ added to every pre-activation."""
     passes: Passes = 1
-    """Noisy passes per step."""
+    """Noisy passes per step (variant "authors": noise-free approximating passes, plus one noisy pass)."""
     clean_pass: StrictBool = True
     """Also run a noise-free pass (its activity is ρ in the eligibility)."""
     noise_norm: Literal["global", "layer"] = "global"
     """ξ/‖ξ‖² normalised over the whole network or per layer."""
+    variant: Literal["paper", "authors"] = "paper"
+    """Noisy-passes-only mode (clean_pass = false). "paper": K noisy passes, each one's ρ measured
+    against the mean of their log π̃(a) (section 3.3). "authors": the NRL authors' code, whose K
+    approximating passes draw no noise (each equals the clean pass), plus one noisy pass:
+    ρ = log π̃(a) − log((1/K) Σ_k π_k(a)), the action sampled from the last approximating pass; this
+    equals the clean-pass rule with one noisy pass. "authors" needs clean_pass = false."""
+    lr_scale: Literal["none", "n_out"] = "none"
+    """"none": W_l += η δ e_l (the paper's Eq. 16). "n_out": each layer's gradient (weights and
+    biases, output layer included) times its number of output units (the NRL authors' later code:
+    64x and 2x on a 4-64-2 net)."""
+
+    def check(self, exp) -> None:
+        if self.variant == "authors" and self.clean_pass:
+            raise ValueError("'rule.variant' = 'authors' is the noisy-passes-only mode: it needs rule.clean_pass = false")
 
     def make_rule(self, net, rpe, generator):
         from ..rules import NRL
 
         return NRL(net, noise_std=self.noise_std, passes=self.passes, clean_pass=self.clean_pass,
-                   noise_norm=self.noise_norm, rpe=rpe, generator=generator)
+                   noise_norm=self.noise_norm, rpe=rpe, generator=generator, variant=self.variant,
+                   lr_scale=self.lr_scale)
 
 
 @register_rule

@@ -10,6 +10,11 @@ Learning rules behave like gradients (docs/architecture.md): ``reinforce`` write
 direction into ``param.grad`` (cost convention), so ``torch.optim.SGD(lr=η).step()`` performs
 W ← W + η δ e. Entries of models outside ``mask`` get a zero gradient and keep their eligibility.
 
+``lr_scale = "n_out"`` multiplies the gradient of every parameter of layer l by that layer's number
+of output units n_l (the NRL authors' later training code: W_l ← W_l + η·n_l·δ·e_l); the default
+"none" is the papers' W_l ← W_l + η δ e_l. The factor is applied to ``.grad`` itself, so any
+optimizer sees it.
+
 Leading axes: the network may hold M models (one per seed, ``batch=M``); obs is then (M, n_in),
 actions (M,), reward and mask (M,). Without models obs is (n_in,) and reward a scalar.
 """
@@ -22,12 +27,27 @@ from ..errors import ConfigError
 from ..modulators.rpe import RewardPredictionError
 from ..network import RateNetwork
 
+LR_SCALES = ("none", "n_out")
+
+
+def layer_lr_scales(net: RateNetwork, mode: str = "none") -> list[float]:
+    """Factor per entry of ``net.parameters()`` (weights and biases, in that order): 1.0 for
+    ``"none"``; for ``"n_out"`` the number of output units of the parameter's layer (a bias shares
+    its layer's factor)."""
+    if mode not in LR_SCALES:
+        raise ConfigError(f"rule.lr_scale = {mode!r}: allowed {list(LR_SCALES)}")
+    out = []
+    for layer in net.layers:
+        f = float(layer.out_features) if mode == "n_out" else 1.0
+        out += [f] if layer.bias is None else [f, f]
+    return out
+
 
 class RewardModulatedRule:
     name = "base"
 
     def __init__(self, net: RateNetwork, rpe: RewardPredictionError | None = None,
-                 generator: torch.Generator | None = None):
+                 generator: torch.Generator | None = None, lr_scale: str = "none"):
         if not isinstance(net, RateNetwork):
             raise ConfigError(f"net = {type(net).__name__}: must be a RateNetwork")
         if rpe is not None and not isinstance(rpe, RewardPredictionError):
@@ -40,6 +60,8 @@ class RewardModulatedRule:
         self.generator = generator
         self.params = [p for p in net.parameters()]
         self.elig = [torch.zeros_like(p) for p in self.params]
+        self.lr_scale = lr_scale
+        self._scales = layer_lr_scales(net, lr_scale)
 
     # --- to be provided by subclasses -----------------------------------------------------
     def act(self, obs: Tensor) -> Tensor:  # pragma: no cover - abstract
@@ -72,9 +94,9 @@ class RewardModulatedRule:
         reward = torch.as_tensor(reward, dtype=torch.float64).reshape(m)
         mask = torch.ones(m, dtype=torch.bool) if mask is None else torch.as_tensor(mask).reshape(m)
         delta = self.rpe(reward, mask)
-        for p, e in zip(self.params, self.elig):
+        for p, e, f in zip(self.params, self.elig, self._scales):
             d = delta.to(dtype=p.dtype, device=p.device).reshape(self.lead + (1,) * (p.dim() - len(self.lead)))
-            p.grad = -(d * e)
+            p.grad = -(d * e) if f == 1.0 else -(d * e) * f
             mk = mask.to(p.device)
             mk = mk.reshape(self.lead + (1,) * (p.dim() - len(self.lead))) if self.lead else mk.reshape(())
             e.masked_fill_(mk, 0.0)

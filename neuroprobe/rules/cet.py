@@ -9,7 +9,16 @@ trace E of its presynaptic activity. When g_l,t−D arrives it is paired with th
 
 A trace kernel peaking at D (a cascade of order n with delay D) makes E_t ≈ x_t−D, the activity
 that caused the credit. ``trace_on="synapse"`` keeps a per-synapse trace of f'(h_l) ⊗ x_l−1 and pairs it
-with ∂loss/∂x_l (the postsynaptic factor stays at the synapse; memory B·n_out·n_in). Trace kinds:
+with ∂loss/∂x_l (the postsynaptic factor stays at the synapse; memory B·n_out·n_in). Both use f' once.
+``trace_on="synapse_preact"`` is the CET authors' form: hidden layers trace f'(h_l) ⊗ x_l−1 per
+synapse and pair it with the delayed *pre-activation* error ∂loss/∂h_l, which already contains
+f'(h_l,t−D), so f' enters twice; the output layer traces x_l−1 alone:
+
+    grad W_l = Σ_b g_l,t−D,b ⊙ CET[f'(h_l) ⊗ x_l−1]_t,b        g = ∂loss/∂h_l  (hidden layers)
+
+``credit_lag="D-1"`` reads the credit of D_l − 1 steps back while the trace kernel still peaks at
+D_l (the CET authors' RL code); the default "D" reads the credit of D_l steps back. Biases are never
+traced: their gradient is the arriving pre-activation error, in every mode. Trace kinds:
 "cascade" (order, normalize), "exponential" (order 1), "perfect" (pure delay line, the upper bound),
 "ltp_ltd", "none" (no trace; with D = 0 this is exact backprop).
 
@@ -27,7 +36,28 @@ from ..network import RateNetwork
 from ..neurons.rate import ACTIVATION_GRADS
 from ..traces import TRACE_KINDS, make_trace
 
-TRACE_ON = ("presynaptic", "synapse")
+TRACE_ON = ("presynaptic", "synapse", "synapse_preact")
+CREDIT_LAGS = ("D", "D-1")
+
+
+def trace_shapes(sizes: list[int], batch: int, trace_on: str) -> list[tuple[int, ...]]:
+    """Shape of each layer's eligibility trace for layer sizes [n_in, …, n_out]: (B, n_in) factorised,
+    (B, n_out, n_in) per synapse ("synapse"; "synapse_preact" except its output layer, which traces
+    x alone)."""
+    n = len(sizes) - 1
+    return [(batch, n_in) if trace_on == "presynaptic" or (trace_on == "synapse_preact" and l == n - 1)
+            else (batch, n_out, n_in) for l, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:]))]
+
+
+def credit_lags(delays: list[int], credit_lag: str) -> list[int]:
+    """Steps back the arriving credit comes from, per layer: D_l ("D") or D_l − 1 ("D-1")."""
+    if credit_lag not in CREDIT_LAGS:
+        raise ConfigError(f"rule.credit_lag = {credit_lag!r}: allowed {list(CREDIT_LAGS)}")
+    if credit_lag == "D":
+        return list(delays)
+    if min(delays) < 1:
+        raise ConfigError(f"rule.credit_lag = 'D-1' needs every layer's delay >= 1 (got {delays}): set rule.delay >= 1")
+    return [d - 1 for d in delays]
 
 
 class CETDelayed:
@@ -40,12 +70,15 @@ class CETDelayed:
         delay_mode: "constant" or "retrograde" (delays stack with depth).
         trace: one of TRACE_KINDS; order, normalize, beta: the cascade's parameters. Each layer's
             trace peaks at that layer's own delay D_l.
-        trace_on: "presynaptic" (factorised, B·n_in per layer) or "synapse" (B·n_out·n_in).
+        trace_on: "presynaptic" (factorised, B·n_in per layer), "synapse" (B·n_out·n_in) or
+            "synapse_preact" (the authors' form, f' twice; B·n_out·n_in, the output layer B·n_in).
+        credit_lag: "D" (the credit of D_l steps back meets the kernel peaking at D_l) or "D-1"
+            (the credit of D_l − 1 steps back, the CET authors' RL code; needs D_l >= 1).
     """
 
     def __init__(self, net: RateNetwork, batch: int, delay: int = 0, delay_mode: str = "constant",
                  trace: str = "cascade", order: int = 1, normalize: str | None = "peak", beta: float | None = None,
-                 trace_on: str = "presynaptic", diagnostics: bool = True):
+                 trace_on: str = "presynaptic", diagnostics: bool = True, credit_lag: str = "D"):
         if not isinstance(net, RateNetwork):
             raise ConfigError(f"net = {type(net).__name__}: must be a RateNetwork")
         if net.batch is not None:
@@ -58,23 +91,28 @@ class CETDelayed:
         if trace_on not in TRACE_ON:
             raise ConfigError(f"rule.trace_on = {trace_on!r}: allowed {list(TRACE_ON)}")
         self.net, self.batch, self.trace_kind, self.trace_on = net, batch, trace, trace_on
-        self.delays = layer_delays(len(net.layers), delay, delay_mode)
-        self.broadcast = DelayedBroadcast(self.delays)
+        self.delays = layer_delays(len(net.layers), delay, delay_mode)  # where each trace kernel peaks
+        self.credit_lag = credit_lag
+        self.lags = credit_lags(self.delays, credit_lag)                # how old the arriving credit is
+        self.broadcast = DelayedBroadcast(self.lags)
         # the bias's presynaptic activity is the constant 1: its credit is the pre-activation error,
         # delayed like the rest (in "synapse" mode that differs from the post-activation credit)
-        self.bias_broadcast = DelayedBroadcast(self.delays) if trace_on == "synapse" else None
+        self.bias_broadcast = DelayedBroadcast(self.lags) if trace_on == "synapse" else None
         dt = {"dtype": net.layers[0].weight.dtype, "device": net.layers[0].weight.device}
         self.traces = []
-        self._shapes = [(batch, layer.in_features) if trace_on == "presynaptic"
-                        else (batch, layer.out_features, layer.in_features) for layer in net.layers]
+        sizes = [net.layers[0].in_features] + [layer.out_features for layer in net.layers]
+        self._shapes = trace_shapes(sizes, batch, trace_on)
+        # the exact gradient pairs the credit with x (pre-activation credit) or f'⊗x (post-activation)
+        self._true_shapes = trace_shapes(sizes, batch, "synapse" if trace_on == "synapse" else "presynaptic")
         for shape, d in zip(self._shapes, self.delays):
             kind = trace if d > 0 else "none"  # no delay: the credit meets the activity it belongs to
             kw = {"beta": beta} if beta and kind in ("cascade", "exponential") else {}
             self.traces.append(make_trace(kind, shape, order=order, delay=d if kind != "none" else None,
                                           normalize=normalize, **kw, **dt))
-        # diagnostic: a perfect delay line of presynaptic activity gives the true delayed gradient
+        # diagnostic: a perfect delay line of presynaptic activity, as old as the arriving credit,
+        # gives the true delayed gradient
         self.diagnostics = diagnostics
-        self._true_x = ([make_trace("perfect", shape, delay=d, **dt) for shape, d in zip(self._shapes, self.delays)]
+        self._true_x = ([make_trace("perfect", shape, delay=d, **dt) for shape, d in zip(self._true_shapes, self.lags)]
                         if diagnostics else None)
         self.last_alignment: dict[str, float] = {}
 
@@ -88,7 +126,7 @@ class CETDelayed:
             sweep = net.sweep(x.unsqueeze(-2))  # (B, 1, ·)
             logits = sweep.logits.squeeze(-2)
             loss = torch.nn.functional.cross_entropy(logits, y, reduction="sum") / self.batch
-            if self.trace_on == "presynaptic":
+            if self.trace_on != "synapse":
                 targets = sweep.preacts                          # credit ∂loss/∂h_l
             else:
                 targets = sweep.inputs[1:] + [sweep.logits]     # credit ∂loss/∂x_l (post-activation)
@@ -98,17 +136,24 @@ class CETDelayed:
             fps = [ACTIVATION_GRADS[net.activation_of(l)](h.squeeze(-2).detach()) for l, h in enumerate(sweep.preacts)]
             us = [fp.unsqueeze(-1) * x_.unsqueeze(-2) for fp, x_ in zip(fps, inputs)]
             bias_arrived = self.bias_broadcast.push([c * fp for c, fp in zip(credit, fps)])
+            true_us = us
+        elif self.trace_on == "synapse_preact":
+            last = len(net.layers) - 1  # the output layer traces x alone
+            us = [x_ if l == last else
+                  ACTIVATION_GRADS[net.activation_of(l)](sweep.preacts[l].squeeze(-2).detach()).unsqueeze(-1)
+                  * x_.unsqueeze(-2) for l, x_ in enumerate(inputs)]
+            true_us = inputs
         else:
-            us = inputs
+            us = true_us = inputs
         arrived = self.broadcast.push(credit)
-        if self.trace_on == "presynaptic":
+        if self.trace_on != "synapse":
             bias_arrived = arrived
         eligibility = [tr.step(u) for tr, u in zip(self.traces, us)]
-        exact = [tr.step(u) for tr, u in zip(self._true_x, us)] if self.diagnostics else None
+        exact = [tr.step(u) for tr, u in zip(self._true_x, true_us)] if self.diagnostics else None
         self.last_alignment = {}
         for l, layer in enumerate(net.layers):
             g = arrived[l]
-            if g is None:  # the first D_l steps: nothing has arrived yet
+            if g is None:  # the first L_l steps (L_l the credit's lag): nothing has arrived yet
                 layer.weight.grad = torch.zeros_like(layer.weight)
                 if layer.bias is not None:
                     layer.bias.grad = torch.zeros_like(layer.bias)
@@ -124,7 +169,8 @@ class CETDelayed:
         return {"loss": float(loss.detach()), "accuracy": acc}
 
     def _pair(self, g: Tensor, e: Tensor) -> Tensor:
-        """Σ_b g_b ⊗ e_b: (B, n_out) with (B, n_in) or (B, n_out, n_in) -> (n_out, n_in)."""
+        """Σ_b g_b ⊗ e_b (factorised) or Σ_b g_b ⊙ e_b (per synapse): (B, n_out) with (B, n_in) or
+        (B, n_out, n_in) -> (n_out, n_in)."""
         return g.transpose(0, 1) @ e if e.dim() == 2 else torch.einsum("bo,boi->oi", g, e)
 
     def state_dict(self) -> dict:
