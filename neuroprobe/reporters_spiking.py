@@ -26,7 +26,7 @@ DISTAL_COLUMNS = ["time", "seed", "w_rewarded", "w_mean", "w_p99", "rank", "rewa
 
 def distal_columns(spec) -> list[str]:
     """The columns of a distal-reward run: :data:`DISTAL_COLUMNS` and ``rate_<p>`` per LIF population."""
-    return DISTAL_COLUMNS + [f"rate_{p.name}" for p in spec.populations if p.kind == "lif"]
+    return DISTAL_COLUMNS + [f"rate_{p.name}" for p in spec.populations if p.kind in ("lif", "izhikevich")]
 
 
 def _cell(x) -> str:
@@ -90,7 +90,7 @@ class DistalReporter:
         self.weights = weights if weights is not None else (lambda: proj.weight.detach())
         self.seed, self.n_steps, self.every, self.dt = seed, int(n_steps), int(every), spec.dt
         self.B = int(rewarded.numel())
-        self.sizes = {p.name: p.size for p in spec.populations if p.kind == "lif"}
+        self.sizes = {p.name: p.size for p in spec.populations if p.kind in ("lif", "izhikevich")}
         self.step = 0
         self.steps_in_row = 0
         self.counts = self._zeros()

@@ -216,7 +216,7 @@ P0, L0, R0 = ("population", 0), ("population", 0, "lif"), ("projection", 0)
     (P0 + ("size",), 8.5, "population[0].size", ["integer"]),
     (P0 + ("size",), "8", "population[0].size", ["integer"]),
     (P0 + ("size",), True, "population[0].size", ["integer"]),
-    (P0 + ("kind",), "izhikevich", "population[0].kind", ["lif", "poisson", "input"]),
+    (P0 + ("kind",), "adex", "population[0].kind", ["lif", "poisson", "input", "izhikevich"]),
     (P0 + ("name",), "", "population[0].name", ["non-empty"]),
     (P0 + ("name",), "a/b", "population[0].name", ["'/'"]),
     (P0 + ("name",), 3, "population[0].name", ["string"]),

@@ -19,6 +19,28 @@ Model (dimensionless voltages and currents, times in seconds; one Brian2 ``Clock
     LIF:      dv/dt = (I_in + v_leak - v)/tau_mem : 1 (unless refractory)
               I_in                                : 1
     threshold "v > v_th", reset "v = v_reset", method "euler"; synapses: on_pre "I_in_post += w".
+    Izhikevich (mV, ms; :mod:`neuroprobe.neurons.izhikevich`):
+              v, u : 1   I_in : 1 (jumps of this step: Σ w of arriving spikes)
+              threshold "v >= v_peak", reset "v = c; u = u + d", custom state update (below).
+
+Izhikevich populations: the state update of step t is Izhikevich's two half-steps, written as one
+binary operation per statement (Brian2 passes expressions through sympy, which reorders sums;
+single operations keep the torch engine's rounding exactly, on the "numpy" target)::
+
+    _I = I_in (+ i_ext) (+ given current row t) (+ noise)      the torch engine's order
+    v = v + 0.5·((((0.04·v + 5)·v + 140) − u) + _I)   twice
+    u = u + a·((b·v) − u)
+
+then "v >= v_peak" spikes in the thresholds slot and the reset acts in the resets slot of step t,
+before the state update of step t + 1: the torch engine's reset at the start of step t + 1.
+``I_in`` is cleared after the state update and collects the jumps of step t's spikes (slot
+"synapses"), consumed at step t + 1: the one-step delay. Monitors of v and u record in slot
+"before_resets": the values after the step, before the reset, as the torch state holds them.
+Noise: ``noise_amp·(rand() − 0.5)`` (Brian2's random numbers), or with ``noise_seed`` the torch
+engine's hash noise of trial 0 (``run.rng = "hash"``), precomputed for ``steps`` steps as a
+``TimedArray``; given currents (``currents``) likewise. With both, a float64 torch network and
+exactly representable weights (sums of spikes' jumps independent of the order), spikes, v and u
+equal the torch engine's exactly.
 
 Schedule: how Brian2's per-step slots reproduce the torch step ``t`` (Brian2 step ``t`` runs at
 time ``t·dt``; a spike of torch step ``t`` is a Brian2 spike at ``t·dt``)::
@@ -108,7 +130,9 @@ __all__ = ["to_brian2", "run_brian2", "save_recordings", "Brian2Model", "TARGETS
 TARGETS = ("numpy", "cython", "cpp_standalone")
 PLASTICITY_KEYS = ("projection", "order", "delay", "normalize", "tau_plus", "tau_minus", "a_plus", "a_minus", "lr")
 _PLASTICITY_REQUIRED = ("projection", "order", "delay", "tau_plus", "tau_minus", "a_plus", "a_minus", "lr")
-_NEURON_VARIABLES = ("v", "i", "rho")
+_NEURON_VARIABLES = ("v", "i", "rho", "u")
+_LIF_VARIABLES = ("v", "i", "rho")
+_IZHIKEVICH_VARIABLES = ("v", "u")
 _SYNAPSE_VARIABLES = ("eligibility", "weight")
 
 # slot orders inside Brian2's "synapses" slot of the plastic projection (see the module docstring)
@@ -280,9 +304,13 @@ def _parse_monitors(monitors: Iterable[Any] | None, spec: SpikingSpec, plastic: 
                 raise ConfigError(f"monitor spikes/{target}: unknown population; have {list(pops)}")
             size = pops[target].size
         elif var in _NEURON_VARIABLES:
-            if target not in pops or pops[target].kind != "lif":
-                raise ConfigError(f"monitor {var}/{target}: not a LIF population; have "
-                                  f"{[p for p in pops if pops[p].kind == 'lif']}")
+            kinds = {"lif": _LIF_VARIABLES, "izhikevich": _IZHIKEVICH_VARIABLES}
+            if target not in pops or pops[target].kind not in kinds:
+                raise ConfigError(f"monitor {var}/{target}: not a neuron population; have "
+                                  f"{[p for p in pops if pops[p].kind in kinds]}")
+            if var not in kinds[pops[target].kind]:
+                raise ConfigError(f"monitor {var}/{target}: a {pops[target].kind!r} population records "
+                                  f"{list(kinds[pops[target].kind])}")
             size = pops[target].size
         elif var in _SYNAPSE_VARIABLES:
             if target not in projs:
@@ -327,6 +355,7 @@ class Brian2Model:
     requested: list
     directory: str | None = None
     steps_run: int = 0
+    max_steps: int | None = None  # the length of precomputed TimedArrays (given currents, hash noise)
     _done: bool = field(default=False, repr=False)
 
     def run(self, steps: int | None = None) -> "Brian2Model":
@@ -335,6 +364,9 @@ class Brian2Model:
         steps = self.steps if steps is None else steps
         if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
             raise ConfigError(f"steps = {steps!r}: give a positive number of steps (no input arrays set the length)")
+        if self.max_steps is not None and self.steps_run + int(steps) > self.max_steps:
+            raise ConfigError(f"steps = {steps}: the given currents / hash noise cover {self.max_steps} steps "
+                              f"({self.steps_run} done); build the model with longer ones")
         if self.target == "cpp_standalone":
             if self._done:
                 raise ConfigError("a cpp_standalone model runs once; build a new one with to_brian2")
@@ -446,7 +478,8 @@ def _reset_standalone(b2, directory: str | None) -> None:
 
 def to_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: Mapping[str, Any] | None = None,
               input_spikes: Mapping[str, Any] | None = None, dopamine: Any = None, monitors: Iterable[Any] | None = None,
-              target: str = "numpy", *, seed: int = 0, steps: int | None = None) -> Brian2Model:
+              target: str = "numpy", *, seed: int = 0, steps: int | None = None,
+              currents: Mapping[str, Any] | None = None, noise_seed: int | None = None) -> Brian2Model:
     """Build the Brian2 network of a spiking network.
 
     Args:
@@ -467,13 +500,20 @@ def to_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: M
             (what the torch loop does with the task's dopamine).
         monitors: extra recordings: ``"v/exc"``, ``(variable, target, indices)``, dicts with keys
             variable/population/indices/every, or neuroprobe.monitors monitors. Variables "v", "i",
-            "rho" (LIF populations), "eligibility", "weight" (projections; indices = synapses),
+            "rho" (LIF populations), "v", "u" (Izhikevich populations: after the step, before the
+            reset of a spike), "eligibility", "weight" (projections; indices = synapses),
             "spikes" (column selection). Spikes of every population are always recorded; with
             plasticity, "eligibility" and "weight" of the plastic projection too (all synapses)
             unless requested otherwise.
         target: "numpy" | "cython" | "cpp_standalone".
         seed: connectivity seed when ``spec`` is a SpikingSpec and a projection's edges are not given.
-        steps: default run length (else the length of input_spikes / dopamine).
+        steps: default run length (else the length of input_spikes / dopamine / currents).
+        currents: per Izhikevich population a given input current (T, N), row t added at step t
+            (the torch engine's ``inputs[pop]``); the model then runs at most T steps.
+        noise_seed: draw the uniform noise of Izhikevich populations from the counter-based hash
+            as the torch engine's ``rng="hash"`` trial 0 with this seed (precomputed for ``steps``
+            steps, which must be known); default: Brian2's ``rand()``. LIF noise and Poisson spikes
+            keep Brian2's random numbers (refused with LIF noise).
     """
     b2 = _b2()
     if target not in TARGETS:
@@ -518,10 +558,37 @@ def to_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: M
         lengths.add(dopamine.shape[0])
         if dopamine.size == 0 or not np.isfinite(dopamine).all():
             raise ConfigError("dopamine must be a non-empty finite array (T,)")
+    currents = dict(currents or {})
+    izh = [n for n, p in pops.items() if p.kind == "izhikevich"]
+    bad = sorted(set(currents) - set(izh))
+    if bad:
+        raise ConfigError(f"currents for {bad}: given currents are for Izhikevich populations; have {izh}")
+    for name, x in currents.items():
+        x = _as_numpy(x).astype(np.float64)
+        if x.ndim != 2 or x.shape[1] != pops[name].size or x.shape[0] < 1:
+            raise ShapeError(f"currents[{name!r}] has shape {x.shape}, expected (T, {pops[name].size})")
+        if not np.isfinite(x).all():
+            raise ConfigError(f"currents[{name!r}]: values must be finite")
+        currents[name] = x
+        lengths.add(x.shape[0])
     if len(lengths) > 1:
-        raise ShapeError(f"input_spikes and dopamine have different lengths {sorted(lengths)}")
+        raise ShapeError(f"input_spikes, dopamine and currents have different lengths {sorted(lengths)}")
     if steps is None and lengths:
         steps = lengths.pop()
+    hash_noise = {}
+    if noise_seed is not None:
+        if isinstance(noise_seed, bool) or not isinstance(noise_seed, (int, np.integer)) \
+                or not 0 <= noise_seed < 2 ** 32:
+            raise ConfigError(f"noise_seed = {noise_seed!r}: must be an integer in [0, 2**32)")
+        noisy_lif = [n for n, p in pops.items() if p.kind == "lif" and (p.lif.noise == "escape" or
+                                                                         p.lif.noise_std > 0)]
+        if noisy_lif:
+            raise ConfigError(f"noise_seed: the Brian2 export draws hash noise for Izhikevich populations only; "
+                              f"LIF populations {noisy_lif} have noise")
+        if isinstance(steps, bool) or not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ConfigError("noise_seed: give steps (the hash noise is precomputed for the run)")
+        hash_noise = _hash_noise_tables(spec, int(noise_seed), int(steps))
+    max_steps = min([x.shape[0] for x in currents.values()] + [x.shape[0] for x in hash_noise.values()], default=None)
 
     directory = None
     if target == "cython":
@@ -540,7 +607,9 @@ def to_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: M
     if target != "cpp_standalone":  # also for the code run while building (connect, assignments)
         b2.prefs.codegen.target = target
     try:
-        model = _build(b2, spec, pops, conn, plastic, input_spikes, dopamine, requested, target, steps, directory)
+        model = _build(b2, spec, pops, conn, plastic, input_spikes, dopamine, requested, target, steps, directory,
+                       currents, hash_noise)
+        model.max_steps = max_steps
     except Exception:
         if target == "cpp_standalone":
             _reset_standalone(b2, directory)
@@ -550,7 +619,28 @@ def to_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: M
     return model
 
 
-def _build(b2, spec, pops, conn, plastic, input_spikes, dopamine, requested, target, steps, directory):
+def _hash_noise_tables(spec: SpikingSpec, noise_seed: int, steps: int) -> dict[str, np.ndarray]:
+    """{Izhikevich population with uniform noise: (steps, N) float64}: the torch engine's hash noise
+    of trial 0 (seed ``noise_seed``, 1-based step t in row t − 1, global neuron indices)."""
+    import torch
+
+    from ..neurons.izhikevich import izhikevich_noise
+    from ..neurons.lif import HashKey
+
+    out, off = {}, 0
+    seeds = torch.tensor([[noise_seed]], dtype=torch.int64)
+    for p in spec.populations:
+        if p.kind == "izhikevich" and p.izhikevich.noise == "uniform" and p.izhikevich.noise_amp > 0:
+            index = torch.arange(off, off + p.size, dtype=torch.int64)
+            rows = [izhikevich_noise(p.izhikevich, (1, p.size), torch.float64, hash_key=HashKey(seeds, t, index))[0]
+                    for t in range(1, steps + 1)]
+            out[p.name] = torch.stack(rows).numpy()
+        off += p.size
+    return out
+
+
+def _build(b2, spec, pops, conn, plastic, input_spikes, dopamine, requested, target, steps, directory,
+           currents=None, hash_noise=None):
     dt = spec.dt
     second = b2.second
     clock = b2.Clock(dt=dt * second, name="np_clock_*")
@@ -566,6 +656,8 @@ def _build(b2, spec, pops, conn, plastic, input_spikes, dopamine, requested, tar
             # Brian2 spikes with probability rates·dt per step; the torch engine with 1 − exp(−rate·dt)
             g = b2.PoissonGroup(p.size, rates=-math.expm1(-p.rate * dt) / dt * b2.Hz, clock=clock,
                                 name=f"np_{sname}_*")
+        elif p.kind == "izhikevich":
+            g = _izhikevich_group(b2, p, clock, sname, dt, (currents or {}).get(name), (hash_noise or {}).get(name))
         else:
             g = _lif_group(b2, p, clock, sname)
         groups[name] = g
@@ -597,7 +689,10 @@ def _build(b2, spec, pops, conn, plastic, input_spikes, dopamine, requested, tar
         if var in ("spikes", "rho") or (var == "i" and pops[target_name].lif.model == "lif"):
             continue
         key = f"{var}/{target_name}"
-        if var in _NEURON_VARIABLES:
+        if var in _NEURON_VARIABLES and pops[target_name].kind == "izhikevich":
+            grp, n = groups[target_name], pops[target_name].size
+            bvar, when, sc = var, "before_resets", 1.0  # after the step, before the reset (torch's state)
+        elif var in _NEURON_VARIABLES:
             grp, n = groups[target_name], pops[target_name].size
             bvar, when, sc = ("v", "end", 1.0) if var == "v" else ("I_syn", "after_groups", 1.0)
         else:
@@ -658,6 +753,47 @@ def _lif_group(b2, p, clock, sname):
     return g
 
 
+def _izhikevich_group(b2, p, clock, sname, dt, given=None, noise_table=None):
+    """A NeuronGroup of Izhikevich neurons updated exactly as the torch engine (module docstring)."""
+    iz = p.izhikevich
+    eqs = ("dv/dt = (((0.04*v + 5)*v + 140 - u) + I_in)/t_unit : 1\n"  # documents the model; the state
+           "du/dt = a*(b*v - u)/t_unit : 1\n"  # update is _izhikevich_updater's code
+           "I_in : 1")
+    ns = {"a": iz.a, "b": iz.b, "c": iz.c, "d": iz.d, "v_peak": iz.v_peak, "i_ext": float(p.i_ext),
+          "noise_amp": iz.noise_amp, "t_unit": b2.ms}
+    terms = []
+    if p.i_ext:
+        terms.append("_I = _I + i_ext")
+    if given is not None:
+        ns["given_current"] = b2.TimedArray(given, dt=dt * b2.second, name=f"np_{sname}_current_*")
+        terms.append("_I = _I + given_current(t, i)")
+    if noise_table is not None:
+        ns["hash_noise"] = b2.TimedArray(noise_table, dt=dt * b2.second, name=f"np_{sname}_noise_*")
+        terms.append("_I = _I + hash_noise(t, i)")
+    elif iz.noise == "uniform" and iz.noise_amp > 0:
+        terms += ["_n = rand()", "_n = _n - 0.5", "_n = _n*noise_amp", "_I = _I + _n"]
+    g = b2.NeuronGroup(p.size, eqs, threshold="v >= v_peak", reset="v = c\nu = u + d",
+                       method=_izhikevich_updater(terms), clock=clock, namespace=ns, name=f"np_{sname}_*")
+    g.v = iz.c
+    g.u = iz.b * iz.c  # the torch engine's initial u (one float64 product)
+    g.I_in = 0.0
+    g.run_regularly("I_in = 0", when="after_groups", clock=clock, name=f"np_{sname}_consume_*")
+    return g
+
+
+def _izhikevich_updater(input_terms: list[str]):
+    """Izhikevich's two half-steps and the u update as abstract code, one binary operation per
+    statement (so that no reordering by Brian2's sympy pass changes the rounding)."""
+
+    def izhikevich_half_steps(equations, variables=None, method_options=None):
+        half = ["_h = 0.04*v", "_h = _h + 5", "_h = _h*v", "_h = _h + 140", "_h = _h - u", "_h = _h + _I",
+                "_h = 0.5*_h", "v = v + _h"]
+        return "\n".join(["_I = I_in", *input_terms, *half, *half,
+                          "_g = b*v", "_g = _g - u", "_g = a*_g", "u = u + _g"])
+
+    return izhikevich_half_steps
+
+
 def _plastic_synapses(b2, spec, pr, src, tgt, clock, sname, pl: _Plasticity, dopamine):
     from ..spec.kernel import CascadeKernel
     from ..traces.kernels import normalization_scale
@@ -702,7 +838,7 @@ def _closed_loop(b2, groups, pops, S, fn, clock):
     """A network_operation after the thresholds of every step: reads the step's spikes of every
     LIF population from Brian2's spike space and sets the plastic synapses' ``d_now`` to
     ``fn(step, spikes)`` before their weight update (slot "synapses") of the same step."""
-    lif = {n: g for n, g in groups.items() if pops[n].kind == "lif"}
+    lif = {n: g for n, g in groups.items() if pops[n].kind in ("lif", "izhikevich")}
     state = {"step": 0}
 
     def op():
@@ -719,10 +855,12 @@ def _closed_loop(b2, groups, pops, S, fn, clock):
 def run_brian2(spec: Any, weights: Mapping[str, Any] | None = None, plasticity: Mapping[str, Any] | None = None,
                input_spikes: Mapping[str, Any] | None = None, dopamine: Any = None,
                monitors: Iterable[Any] | None = None, target: str = "numpy", *, seed: int = 0,
-               steps: int | None = None, float_dtype: Any = np.float32) -> dict[str, np.ndarray]:
+               steps: int | None = None, float_dtype: Any = np.float32, currents: Mapping[str, Any] | None = None,
+               noise_seed: int | None = None) -> dict[str, np.ndarray]:
     """Build (:func:`to_brian2`, same arguments), run ``steps`` steps and return the recordings
     (layout of the torch ``recordings.npz``; state values as ``float_dtype``)."""
-    model = to_brian2(spec, weights, plasticity, input_spikes, dopamine, monitors, target, seed=seed, steps=steps)
+    model = to_brian2(spec, weights, plasticity, input_spikes, dopamine, monitors, target, seed=seed, steps=steps,
+                      currents=currents, noise_seed=noise_seed)
     try:
         model.run()
         return model.recordings(float_dtype)

@@ -24,17 +24,22 @@ from ..errors import ConfigError
 from .base import Finite, NonNegFloat, PosFloat, Size, StrictBool, StrictModel, UnitFloat, validation_message
 
 __all__ = ["RateNetworkFile", "RateModelFile", "SpikingNetworkFile", "SpikingNetworkTable", "PopulationEntry",
-           "ProjectionEntry", "LIFEntry", "LIFParametersEntry", "FieldIssue", "validate_file", "ACTIVATION_NAMES",
-           "READOUT_NAMES", "INIT_NAMES", "POPULATION_KINDS", "SIGN_NAMES", "NOISE_KINDS", "ENGINE_NAMES"]
+           "ProjectionEntry", "LIFEntry", "LIFParametersEntry", "IzhikevichEntry", "FieldIssue", "validate_file",
+           "ACTIVATION_NAMES", "READOUT_NAMES", "INIT_NAMES", "POPULATION_KINDS", "SIGN_NAMES", "NOISE_KINDS",
+           "IZHIKEVICH_NOISE_KINDS", "ENGINE_NAMES", "NEURON_KINDS"]
 
 # the runtime tables these mirror: neurons/rate.py ACTIVATIONS, READOUTS; network.py INITS;
-# spiking/spec.py POPULATION_KINDS, SIGNS; neurons/lif.py NOISE_KINDS, ENGINES
+# spiking/spec.py POPULATION_KINDS, NEURON_KINDS, SIGNS; neurons/lif.py NOISE_KINDS, ENGINES;
+# neurons/izhikevich.py IZHIKEVICH_NOISE_KINDS, DT
 ACTIVATION_NAMES = ("identity", "leaky_relu", "relu", "tanh")
 READOUT_NAMES = ("softmax", "identity")
 INIT_NAMES = ("kaiming_uniform", "xavier_normal", "xavier_uniform")
-POPULATION_KINDS = ("lif", "poisson", "input")
+POPULATION_KINDS = ("lif", "poisson", "input", "izhikevich")
+NEURON_KINDS = ("lif", "izhikevich")
 SIGN_NAMES = ("excitatory", "inhibitory", "none")
 NOISE_KINDS = ("none", "membrane", "escape")
+IZHIKEVICH_NOISE_KINDS = ("none", "uniform")
+IZHIKEVICH_DT = 1e-3
 ENGINE_NAMES = ("norse", "torch")
 
 Activation = Literal[ACTIVATION_NAMES]  # type: ignore[valid-type]
@@ -43,6 +48,7 @@ Init = Literal[INIT_NAMES]  # type: ignore[valid-type]
 PopulationKind = Literal[POPULATION_KINDS]  # type: ignore[valid-type]
 Sign = Literal[SIGN_NAMES]  # type: ignore[valid-type]
 NoiseKind = Literal[NOISE_KINDS]  # type: ignore[valid-type]
+IzhikevichNoiseKind = Literal[IZHIKEVICH_NOISE_KINDS]  # type: ignore[valid-type]
 Engine = Literal[ENGINE_NAMES]  # type: ignore[valid-type]
 
 
@@ -168,6 +174,43 @@ class LIFParametersEntry(LIFEntry):
         return dt
 
 
+class IzhikevichEntry(StrictModel):
+    """``[population.izhikevich]``: one population's Izhikevich (2003) parameters (mV, ms; the
+    defaults are regular spiking; fast spiking: a = 0.1, d = 2). Needs network.dt = 1e-3."""
+
+    unknown_key_hints: ClassVar[dict[str, str]] = {"dt": "dt is set once, in [network] (1e-3 for Izhikevich)"}
+
+    a: Finite = 0.02
+    """Recovery rate of u (1/ms), > 0."""
+    b: Finite = 0.2
+    """Sensitivity of u to v."""
+    c: Finite = -65.0
+    """Reset of v after a spike (mV), below v_peak; also the initial v (u starts at b·c)."""
+    d: Finite = 8.0
+    """Jump of u at a spike (mV)."""
+    v_peak: Finite = 30.0
+    """Spike cut-off (mV)."""
+    noise: IzhikevichNoiseKind = "none"
+    """"none" or "uniform": Izhikevich's random thalamic input noise_amp·(rand − 0.5) per neuron and step."""
+    noise_amp: NonNegFloat = 0.0
+    """Amplitude of the uniform noise current (mV/ms; Izhikevich 2007: 13)."""
+
+    @field_validator("a")
+    @classmethod
+    def _positive_rate(cls, v: float) -> float:
+        if not v > 0:
+            raise ValueError("must be > 0 (the recovery rate, 1/ms)")
+        return v
+
+    @field_validator("v_peak")
+    @classmethod
+    def _peak_above_reset(cls, v: float, info: ValidationInfo) -> float:
+        c = info.data.get("c")
+        if c is not None and not c < v:
+            raise ValueError(f"must be above the reset c = {c}")
+        return v
+
+
 class SpikingNetworkTable(StrictModel):
     """``[network]`` of a spiking network file."""
 
@@ -185,9 +228,11 @@ class PopulationEntry(StrictModel):
     size: Size
     """Number of neurons, 1 .. 1_000_000."""
     kind: PopulationKind = "lif"
-    """"lif", "poisson" or "input" (spikes given each step)."""
+    """"lif", "poisson", "input" (spikes given each step) or "izhikevich"."""
     lif: Optional[LIFEntry] = None
     """LIF parameters (kind "lif" only; the defaults if absent)."""
+    izhikevich: Optional[IzhikevichEntry] = None
+    """Izhikevich parameters (kind "izhikevich" only; regular spiking if absent)."""
     rate: NonNegFloat = 0.0
     """Firing rate of a Poisson population (Hz)."""
     sign: Sign = "none"
@@ -202,6 +247,13 @@ class PopulationEntry(StrictModel):
             return LIFEntry()
         return v  # a [population.lif] of another kind: refused by SpikingNetworkFile (names the kind)
 
+    @field_validator("izhikevich")
+    @classmethod
+    def _izhikevich_default(cls, v: IzhikevichEntry | None, info: ValidationInfo) -> IzhikevichEntry | None:
+        if v is None and info.data.get("kind") == "izhikevich":
+            return IzhikevichEntry()
+        return v
+
 
 class ProjectionEntry(StrictModel):
     """One ``[[projection]]`` (a sparse random projection pre -> post)."""
@@ -209,7 +261,7 @@ class ProjectionEntry(StrictModel):
     pre: str
     """Presynaptic population."""
     post: str
-    """Postsynaptic population (must be a 'lif' population)."""
+    """Postsynaptic population (a 'lif' or 'izhikevich' population)."""
     p: UnitFloat = 0.1
     """Connection probability, in (0, 1]."""
     weight: NonNegFloat = 0.1
@@ -218,6 +270,9 @@ class ProjectionEntry(StrictModel):
     """Standard deviation of the initial weights."""
     fixed_indegree: StrictBool = False
     """Every post neuron gets round(p · n_pre) synapses (instead of Bernoulli(p) per pair)."""
+    out_degree: Annotated[int, Field(ge=0, le=1_000_000, strict=True)] = 0
+    """> 0: every pre neuron gets exactly this many synapses to distinct post neurons, drawn
+    uniformly (p is not used; not with fixed_indegree). 0: p decides."""
     autapses: StrictBool = False
     """Allow i -> i synapses within one population."""
     w_min: NonNegFloat = 0.0
@@ -254,6 +309,12 @@ class SpikingNetworkFile(StrictModel):
             if pop.kind != "lif" and pop.lif is not None:
                 raise FieldIssue(f"population[{i}].kind", pop.kind,
                                  "takes no [population.lif] table (LIF parameters are for kind 'lif')")
+            if pop.kind != "izhikevich" and pop.izhikevich is not None:
+                raise FieldIssue(f"population[{i}].kind", pop.kind, "takes no [population.izhikevich] table "
+                                 "(Izhikevich parameters are for kind 'izhikevich')")
+            if pop.kind == "izhikevich" and self.network.dt != IZHIKEVICH_DT:
+                raise FieldIssue("network.dt", self.network.dt, f"population[{i}] is 'izhikevich': its two-half-step "
+                                 "scheme needs dt = 1e-3 s")
             if pop.lif is not None:
                 key = _too_long_dt(self.network.dt, pop.lif.tau_mem, pop.lif.tau_syn)
                 if key:
@@ -266,9 +327,22 @@ class SpikingNetworkFile(StrictModel):
                 name = getattr(pr, end)
                 if name not in kinds:
                     raise FieldIssue(f"projection[{j}].{end}", name, f"no such population; have {list(kinds)}")
-            if kinds[pr.post] != "lif":
+            if kinds[pr.post] not in NEURON_KINDS:
                 raise FieldIssue(f"projection[{j}].post", pr.post,
-                                 f"is a {kinds[pr.post]!r} population; the post population must be 'lif'")
+                                 f"is a {kinds[pr.post]!r} population; the post population must be 'lif' or "
+                                 "'izhikevich'")
+            if pr.out_degree:
+                if pr.fixed_indegree:
+                    raise FieldIssue(f"projection[{j}].out_degree", pr.out_degree,
+                                     "give fixed_indegree or out_degree, not both")
+                if "p" in pr.model_fields_set:
+                    raise FieldIssue(f"projection[{j}].out_degree", pr.out_degree,
+                                     "give p or out_degree, not both (out_degree fixes the number of targets)")
+                sizes = {p.name: p.size for p in self.population}
+                n_post = sizes[pr.post] - (1 if pr.pre == pr.post and not pr.autapses else 0)
+                if pr.out_degree > n_post:
+                    raise FieldIssue(f"projection[{j}].out_degree", pr.out_degree,
+                                     f"exceeds the {n_post} possible targets of a pre neuron")
             if (pr.pre, pr.post) in seen:
                 raise FieldIssue(f"projection[{j}]", f"{pr.pre}->{pr.post}",
                                  "a second projection between the same populations")

@@ -171,6 +171,9 @@ def export_nir(network: SpikingNetwork, path: str | Path, *, rule: RSTDPSpec | S
     if not (time_scaling_factor > 0 and math.isfinite(time_scaling_factor)):
         raise ConfigError(f"export_nir: time_scaling_factor = {time_scaling_factor!r}: must be a positive number")
     _check_cuba_input(cuba_input, "export_nir")
+    izh = [p.name for p in network.spec.populations if p.kind == "izhikevich"]
+    if izh:
+        raise ConfigError(f"export_nir: Izhikevich populations {izh} have no NIR node (NIR has LIF, CubaLIF, IF, LI)")
     path = Path(path)
     nodes, edges, proj_side = _graph_parts(network, path, trial, time_scaling_factor, cuba_input)
     # type_check=False: NIR's type inference would add Input nodes in front of LIF populations

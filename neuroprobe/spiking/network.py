@@ -1,14 +1,19 @@
-"""SpikingNetwork: LIF populations and sparse projections on the torch engine (CPU or GPU).
+"""SpikingNetwork: LIF and Izhikevich populations and sparse projections on the torch engine (CPU or GPU).
 
 A thin stateful shell over pure functions: :func:`~neuroprobe.neurons.lif.lif_step` (norse's
-functional steps when installed), :func:`~neuroprobe.spiking.projection.propagate`, and the input
-generators. State is returned, never hidden (norse's style): ``state = net.init_state(B)``;
+functional steps when installed), :func:`~neuroprobe.neurons.izhikevich.izhikevich_step`,
+:func:`~neuroprobe.spiking.projection.propagate`, and the input generators. State is returned, never hidden (norse's style): ``state = net.init_state(B)``;
 ``spikes, state = net.step(state, inputs)``.
 
 Time step semantics (what the Brian2 export reproduces): at step t every projection delivers the
 spikes its pre population emitted at step t − 1 (one ``dt`` of synaptic delay) as a current jump
 into the post population's LIF step; input populations ("input": spikes given by the caller,
 "poisson": generated) emit their step-t spikes at step t; then every LIF population integrates.
+Izhikevich populations take the same summed jumps as their input I of step t (mV/ms, held for the
+step's two half-steps); their spike of step t is the crossing of v_peak in step t, reset at the
+start of step t + 1 (:mod:`neuroprobe.neurons.izhikevich`), so a spike acts in the step after the
+crossing, as in Izhikevich's code. Their state is ``state["izhikevich"][pop]`` (an
+:class:`~neuroprobe.neurons.izhikevich.IzhikevichState`), present when the network has one.
 
 Batch axis: every state tensor is (B, N) — B independent trials (seeds, conditions). Weights are
 (S,) shared by the trials, or (B, S) with ``per_trial_weights=True`` (needed when each trial
@@ -32,10 +37,11 @@ from torch import Tensor, nn
 from .._args import check_batch
 from ..errors import ConfigError, ShapeError
 from ..neurons.inputs import poisson_spikes
+from ..neurons.izhikevich import IzhikevichState, izhikevich_init, izhikevich_step
 from ..neurons.lif import HashKey, LIFState, default_engine, lif_init, lif_step, torch_step_fn
 from .projection import (csr_matmul, find_projection, csr_rowptr, padded_rows, propagate,
                          random_connectivity)
-from .spec import SIGNS, ProjectionSpec, SpikingSpec
+from .spec import NEURON_KINDS, SIGNS, ProjectionSpec, SpikingSpec
 
 __all__ = ["SpikingNetwork", "Projection", "NetworkState"]
 
@@ -44,7 +50,8 @@ __all__ = ["SpikingNetwork", "Projection", "NetworkState"]
 # product about _CSR_NS[0] + _CSR_NS[1]·B per synapse (ns; only their ratio matters)
 _EVENT_NS, _CSR_NS = 20.0, (3.5, 0.3)
 
-# {"z": {pop: (B, N)}, "lif": {pop: LIFState}, "noise": {pop: (B, N) | None}} (+ "t": steps done, rng "hash")
+# {"z": {pop: (B, N)}, "lif": {pop: LIFState}, "noise": {pop: (B, N) | None}} (+ "t": steps done, rng "hash";
+# + "izhikevich": {pop: IzhikevichState} when the network has Izhikevich populations)
 NetworkState = dict
 RNG_MODES = ("generator", "hash")
 
@@ -77,7 +84,8 @@ class Projection(nn.Module):
         self.spec, self.n_pre, self.n_post, self.sign = spec, n_pre, n_post, float(sign)
         self.free_sign = bool(free_sign)
         pre, post = random_connectivity(n_pre, n_post, spec.p, generator, allow_autapses=spec.autapses,
-                                        same_population=same_population, fixed_indegree=spec.fixed_indegree)
+                                        same_population=same_population, fixed_indegree=spec.fixed_indegree,
+                                        out_degree=spec.out_degree)
         self.register_buffer("pre", pre)
         self.register_buffer("post", post)
         self.register_buffer("rowptr", csr_rowptr(pre, n_pre))
@@ -154,7 +162,7 @@ class Projection(nn.Module):
 
 
 class SpikingNetwork(nn.Module):
-    """LIF populations and projections from a :class:`SpikingSpec`.
+    """LIF and Izhikevich populations and projections from a :class:`SpikingSpec`.
 
     Args:
         spec: the network description.
@@ -200,7 +208,9 @@ class SpikingNetwork(nn.Module):
             for pr in spec.projections)
         self._incoming = {name: [j for j, pr in enumerate(spec.projections) if pr.post == name] for name in self.pops}
         self._lif = [(name, p) for name, p in self.pops.items() if p.kind == "lif"]
-        self._ext = [(name, p) for name, p in self.pops.items() if p.kind != "lif"]
+        self._izh = [(name, p) for name, p in self.pops.items() if p.kind == "izhikevich"]
+        self._neurons = [(name, p) for name, p in self.pops.items() if p.kind in NEURON_KINDS]
+        self._ext = [(name, p) for name, p in self.pops.items() if p.kind not in NEURON_KINDS]
         self._plan = None
         self._wcache = None
         self._rates: dict = {}
@@ -217,24 +227,30 @@ class SpikingNetwork(nn.Module):
     def init_state(self, batch: int) -> NetworkState:
         """Resting state of every population for a batch of trials; no spikes yet."""
         batch = check_batch(batch)
-        z, lif = {}, {}
+        z, lif, izh = {}, {}, {}
         for name, p in self.pops.items():
             z[name] = torch.zeros(batch, p.size, dtype=self.dtype, device=self.device)
             if p.kind == "lif":
                 lif[name] = lif_init((batch, p.size), p.lif, self.dtype, self.device)
+            elif p.kind == "izhikevich":
+                izh[name] = izhikevich_init((batch, p.size), p.izhikevich, self.dtype, self.device)
+        state = {"z": z, "lif": lif, "noise": {}}
+        if self._izh:
+            state["izhikevich"] = izh
         if self.rng == "hash":
-            return {"z": z, "lif": lif, "noise": {}, "t": 0}
-        return {"z": z, "lif": lif, "noise": {}}
+            state["t"] = 0
+        return state
 
     def step(self, state: NetworkState, inputs: Mapping[str, Tensor] | None = None,
              generator: torch.Generator | None = None) -> tuple[dict[str, Tensor], NetworkState]:
         """Advance every population by one dt.
 
-        inputs: per "input" population its spikes (B, N) this step (required); per "lif"
-            population an optional external current (B, N); per "poisson" population optional
-            rates (B, N) in Hz replacing its constant rate.
+        inputs: per "input" population its spikes (B, N) this step (required); per "lif" or
+            "izhikevich" population an optional external current (B, N); per "poisson" population
+            optional rates (B, N) in Hz replacing its constant rate.
         Returns ({population: spikes (B, N)}, new state); ``state["noise"][pop]`` holds the noise
-        each stochastic LIF population injected (for node-perturbation rules).
+        each stochastic LIF or Izhikevich population injected (for node-perturbation rules).
+        A neuron's input current is summed as ((synaptic jumps + i_ext) + given current) + noise.
         """
         inputs = inputs or {}
         if inputs:
@@ -271,9 +287,23 @@ class SpikingNetwork(nn.Module):
                 z, lif_new[name], noise[name] = lif_step(i_in, lif_state[name], p.lif, self.engine, generator,
                                                          keys.get(name))
             z_new[name] = z
+        new_state = {"z": z_new, "lif": lif_new, "noise": noise}
+        if self._izh:
+            izh_state, izh_new = state["izhikevich"], {}
+            for name, p in self._izh:
+                i_in = currents.get(name)
+                if i_in is None:
+                    i_in = torch.zeros(B, p.size, dtype=self.dtype, device=izh_state[name].v.device)
+                if p.i_ext:
+                    i_in = i_in + p.i_ext
+                if name in inputs:
+                    i_in = i_in + inputs[name].to(self.dtype)
+                z_new[name], izh_new[name], noise[name] = izhikevich_step(i_in, izh_state[name], p.izhikevich,
+                                                                          generator, keys.get(name))
+            new_state["izhikevich"] = izh_new
         if self.rng == "hash":
-            return z_new, {"z": z_new, "lif": lif_new, "noise": noise, "t": int(state["t"]) + 1}
-        return z_new, {"z": z_new, "lif": lif_new, "noise": noise}
+            new_state["t"] = int(state["t"]) + 1
+        return z_new, new_state
 
     def global_offsets(self) -> dict[str, int]:
         """{population: index of its first neuron} in the global neuron numbering of the hash noise
@@ -410,7 +440,7 @@ class SpikingNetwork(nn.Module):
             csr_crow=csr_rowptr(col_g[by_out], n_out), csr_col=pre_g[by_out], csr_perm=by_out,
             amplitudes=any(self.pops[s].kind == "input" for s in sources),  # LIF and Poisson spikes are 0/1
             split=[p.n_post for p in projs] + [1],
-            incoming=[(name, self._incoming[name]) for name, _ in self._lif if self._incoming[name]])
+            incoming=[(name, self._incoming[name]) for name, _ in self._neurons if self._incoming[name]])
         plan.D = plan.fan_col.shape[1]
         for k in ("pre_g", "col_g", "fan_col", "fan_w", "csr_crow", "csr_col", "csr_perm"):
             setattr(plan, k, getattr(plan, k).to(dev))
@@ -471,9 +501,15 @@ class SpikingNetwork(nn.Module):
         return c.csr
 
     def variable(self, state: NetworkState, population: str, name: str) -> Tensor:
-        """A state variable of a population for monitors: "v", "i", "rho", "spikes" (B, N)."""
+        """A state variable of a population for monitors: "v", "i", "rho", "spikes" (B, N); for an
+        Izhikevich population "v", "u", "spikes" (v, u after the step, before the reset of a spike)."""
         if name == "spikes":
             return state["z"][population]
+        if population in state.get("izhikevich", {}):
+            if name not in IzhikevichState._fields:
+                raise ConfigError(f"unknown variable {name!r} of Izhikevich population {population!r}; allowed "
+                                  f"{list(IzhikevichState._fields) + ['spikes']}")
+            return getattr(state["izhikevich"][population], name)
         if population not in state["lif"]:
             raise ConfigError(f"population {population!r} has no variable {name!r} (not a LIF population)")
         if name not in LIFState._fields:

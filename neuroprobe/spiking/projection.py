@@ -38,15 +38,29 @@ EVENT_FRACTION = 0.05  # "auto" on the CPU: event-driven below this fraction of 
 
 def random_connectivity(n_pre: int, n_post: int, p: float, generator: torch.Generator | None = None,
                         allow_autapses: bool = True, same_population: bool = False,
-                        fixed_indegree: bool = False) -> tuple[Tensor, Tensor]:
+                        fixed_indegree: bool = False, out_degree: int = 0) -> tuple[Tensor, Tensor]:
     """Random synapses, each pre→post pair present with probability p (or exactly round(p·n_pre)
-    inputs per post neuron when ``fixed_indegree``). Returns (pre, post) long tensors sorted by pre.
+    inputs per post neuron when ``fixed_indegree``, or exactly ``out_degree`` distinct targets per
+    pre neuron, drawn uniformly without replacement, when ``out_degree > 0``: p is then unused).
+    Returns (pre, post) long tensors sorted by pre.
 
     ``same_population`` with ``allow_autapses=False`` removes i→i synapses.
     """
     if not 0 < p <= 1:
         raise ConfigError(f"connection probability p = {p!r}: must be in (0, 1]")
-    if fixed_indegree:
+    if out_degree:
+        k = int(out_degree)
+        exclude = same_population and not allow_autapses
+        if k < 0 or k > n_post - int(exclude):
+            raise ConfigError(f"out_degree = {out_degree!r}: must be in 0 .. {n_post - int(exclude)} "
+                              "(possible targets)")
+        scores = torch.rand(n_pre, n_post, generator=generator)
+        if exclude:
+            scores.fill_diagonal_(2.0)  # never among the k smallest
+        post = scores.argsort(dim=1)[:, :k]  # (n_pre, k): k distinct targets, uniformly chosen
+        pre = torch.arange(n_pre)[:, None].expand(-1, k)
+        pre, post = pre.reshape(-1), post.reshape(-1)
+    elif fixed_indegree:
         k = max(1, int(round(p * n_pre)))
         scores = torch.rand(n_post, n_pre, generator=generator)
         if same_population and not allow_autapses:

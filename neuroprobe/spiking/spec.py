@@ -23,12 +23,14 @@ TOML layout (times in seconds, rates in Hz)::
     [[population]]
     name = "exc"
     size = 800
-    kind = "lif"
+    kind = "lif"         # or "izhikevich" (docs/izhikevich.md)
     sign = "excitatory"  # "excitatory" | "inhibitory" | "none" (sign of its outgoing weights, Dale)
     i_ext = 0.0          # constant input current
     [population.lif]     # LIFParameters except dt (taken from [network])
     tau_mem = 20e-3
     tau_syn = 5e-3
+    # kind "izhikevich": [population.izhikevich] a, b, c, d, v_peak, noise ("none" | "uniform"),
+    # noise_amp (mV, ms; network.dt must be 1e-3; IzhikevichParameters)
 
     [[projection]]
     pre = "input"
@@ -37,6 +39,7 @@ TOML layout (times in seconds, rates in Hz)::
     weight = 0.5         # mean |w| (the pre population's sign is applied)
     weight_std = 0.0
     fixed_indegree = false
+    out_degree = 0       # > 0: exactly this many distinct targets per pre neuron (p unused)
     autapses = false     # i -> i synapses within one population
     w_min = 0.0          # bounds on |w| applied by plasticity (Dale: the sign never flips)
     w_max = 1.0          # (finite; leave it out for no upper bound)
@@ -46,14 +49,18 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from ..errors import ConfigError
+from ..neurons.izhikevich import DT as IZHIKEVICH_DT
+from ..neurons.izhikevich import IzhikevichParameters
 from ..neurons.lif import ENGINES, LIFParameters
 
-__all__ = ["PopulationSpec", "ProjectionSpec", "SpikingSpec", "load_spiking_spec", "POPULATION_KINDS", "SIGNS"]
+__all__ = ["PopulationSpec", "ProjectionSpec", "SpikingSpec", "load_spiking_spec", "POPULATION_KINDS", "NEURON_KINDS",
+           "SIGNS"]
 
-POPULATION_KINDS = ("lif", "poisson", "input")
+POPULATION_KINDS = ("lif", "poisson", "input", "izhikevich")
+NEURON_KINDS = ("lif", "izhikevich")  # populations with a neuron model (projection targets)
 SIGNS = {"excitatory": 1.0, "inhibitory": -1.0, "none": 1.0}
 
 
@@ -66,9 +73,12 @@ class PopulationSpec:
     rate: float = 0.0
     sign: str = "none"
     i_ext: float = 0.0
+    izhikevich: IzhikevichParameters | None = None  # kind "izhikevich" (a dict is validated and converted)
 
     def __post_init__(self) -> None:
         where = f"population {self.name!r}"
+        if isinstance(self.izhikevich, Mapping):
+            object.__setattr__(self, "izhikevich", IzhikevichParameters.from_dict(self.izhikevich, where))
         if not self.name or "/" in self.name:
             raise ConfigError(f"population name {self.name!r}: must be non-empty without '/'")
         if isinstance(self.size, bool) or not (isinstance(self.size, int) and 0 < self.size <= 1_000_000):
@@ -77,6 +87,13 @@ class PopulationSpec:
             raise ConfigError(f"{where}: kind = {self.kind!r}: allowed {list(POPULATION_KINDS)}")
         if self.kind == "lif" and self.lif is None:
             raise ConfigError(f"{where}: kind 'lif' needs LIF parameters")
+        if self.kind == "izhikevich" and self.izhikevich is None:
+            object.__setattr__(self, "izhikevich", IzhikevichParameters())
+        if self.kind != "izhikevich" and self.izhikevich is not None:
+            raise ConfigError(f"{where}: Izhikevich parameters are for kind 'izhikevich' (kind is {self.kind!r})")
+        if self.izhikevich is not None and not isinstance(self.izhikevich, IzhikevichParameters):
+            raise ConfigError(f"{where}: izhikevich = {type(self.izhikevich).__name__}: give IzhikevichParameters "
+                              "or a dict")
         if self.sign not in SIGNS:
             raise ConfigError(f"{where}: sign = {self.sign!r}: allowed {list(SIGNS)}")
         if not (self.rate >= 0 and math.isfinite(self.rate)):
@@ -96,6 +113,7 @@ class ProjectionSpec:
     autapses: bool = False
     w_min: float = 0.0
     w_max: float = math.inf
+    out_degree: int = 0  # > 0: exactly this many distinct post targets per pre neuron (p unused)
 
     @property
     def name(self) -> str:
@@ -113,6 +131,10 @@ class ProjectionSpec:
                               "gives the sign")
         if not 0 <= self.w_min <= self.w_max:
             raise ConfigError(f"{where}: need 0 <= w_min <= w_max (got {self.w_min}, {self.w_max})")
+        if isinstance(self.out_degree, bool) or not isinstance(self.out_degree, int) or self.out_degree < 0:
+            raise ConfigError(f"{where}: out_degree = {self.out_degree!r}: must be an integer >= 0 (0 = use p)")
+        if self.out_degree and self.fixed_indegree:
+            raise ConfigError(f"{where}: give fixed_indegree or out_degree, not both")
 
 
 @dataclass(frozen=True)
@@ -136,8 +158,18 @@ class SpikingSpec:
             for end in (pr.pre, pr.post):
                 if end not in by:
                     raise ConfigError(f"projection {pr.name}: unknown population {end!r}; have {names}")
-            if by[pr.post].kind != "lif":
-                raise ConfigError(f"projection {pr.name}: post population must be 'lif' (is {by[pr.post].kind!r})")
+            if by[pr.post].kind not in NEURON_KINDS:
+                raise ConfigError(f"projection {pr.name}: post population must be one of {list(NEURON_KINDS)} "
+                                  f"(is {by[pr.post].kind!r})")
+            if pr.out_degree:
+                n_post = by[pr.post].size - (1 if pr.pre == pr.post and not pr.autapses else 0)
+                if pr.out_degree > n_post:
+                    raise ConfigError(f"projection {pr.name}: out_degree = {pr.out_degree} exceeds the {n_post} "
+                                      "possible targets of a pre neuron")
+        izh = [p.name for p in self.populations if p.kind == "izhikevich"]
+        if izh and self.dt != IZHIKEVICH_DT:
+            raise ConfigError(f"network.dt = {self.dt!r}: Izhikevich populations {izh} need dt = 1e-3 s (the "
+                              "two-half-step scheme of Izhikevich's code)")
 
     def population(self, name: str) -> PopulationSpec:
         for p in self.populations:
@@ -147,7 +179,7 @@ class SpikingSpec:
 
     @property
     def n_neurons(self) -> int:
-        return sum(p.size for p in self.populations if p.kind == "lif")
+        return sum(p.size for p in self.populations if p.kind in NEURON_KINDS)
 
 
 def spec_from_dict(d: dict[str, Any], src: str = "<network>") -> SpikingSpec:
@@ -160,10 +192,13 @@ def spec_from_dict(d: dict[str, Any], src: str = "<network>") -> SpikingSpec:
     dt = f.network.dt
     pops = tuple(PopulationSpec(name=p.name, size=p.size, kind=p.kind,
                                 lif=None if p.lif is None else LIFParameters(**p.lif.model_dump(), dt=dt),
-                                rate=p.rate, sign=p.sign, i_ext=p.i_ext) for p in f.population)
+                                rate=p.rate, sign=p.sign, i_ext=p.i_ext,
+                                izhikevich=None if p.izhikevich is None else IzhikevichParameters(
+                                    **p.izhikevich.model_dump())) for p in f.population)
     projs = tuple(ProjectionSpec(pre=r.pre, post=r.post, p=r.p, weight=r.weight, weight_std=r.weight_std,
                                  fixed_indegree=r.fixed_indegree, autapses=r.autapses, w_min=r.w_min,
-                                 w_max=math.inf if r.w_max is None else r.w_max) for r in f.projection)
+                                 w_max=math.inf if r.w_max is None else r.w_max, out_degree=r.out_degree)
+                  for r in f.projection)
     return SpikingSpec(pops, projs, dt=dt, engine=f.network.engine)
 
 

@@ -11,7 +11,10 @@ distal-reward loop of :mod:`neuroprobe.backends.torch_run`:
    the trial's output vector (adding in pre-neuron order from 0, as the torch engine's event
    propagation sums); each LIF population sums its incoming blocks in projection order, then
    ``+ i_ext``, ``+ given current``, ``+ hash membrane noise``, and takes the torch engine's
-   LIF/CubaLIF step (refractory period, escape noise) operation for operation; Poisson
+   LIF/CubaLIF step (refractory period, escape noise) operation for operation; Izhikevich
+   populations the same sum ``+ hash uniform noise`` and the torch engine's
+   :func:`~neuroprobe.neurons.izhikevich.izhikevich_step` (reset of the previous step's spikes,
+   two half-steps, u update; u kept in the ``i`` array); Poisson
    populations spike where the hash uniform is below p, input populations where their given
    spikes are nonzero; the new spikes form the next list (and a 0/1 flag per neuron);
 2. the distal-reward protocol observes the rewarded synapse's pre/post spikes, schedules rewards
@@ -48,9 +51,11 @@ from numba.extending import intrinsic
 
 from .cascade import _touch, flush_trial
 from .hashrng import byte_sum, hash_at, hash_key, hash_uniform32, uniform
-from .network import (FC_C_MEM, FC_C_SYN, FC_CLAMP, FC_DELTA_U, FC_ESC_K, FC_ESC_VTH, FC_I_EXT, FC_V_LEAK,
-                      FC_V_RESET, FC_V_TH, FC_ZERO, IC_CUBA, IC_CUR_COL, IC_IEXT, IC_INPUT_COL, IC_NOISE,
-                      IC_REFR, IC_RHO_RESET, IC_VLZ, KIND_INPUT, KIND_POISSON, NOISE_ESCAPE, NOISE_MEMBRANE)
+from .network import (FC_C_MEM, FC_C_SYN, FC_CLAMP, FC_DELTA_U, FC_ESC_K, FC_ESC_VTH, FC_I_EXT, FC_IZ_A, FC_IZ_B,
+                      FC_IZ_C, FC_IZ_D, FC_IZ_HALF, FC_IZ_K0, FC_IZ_K1, FC_IZ_K2, FC_IZ_VPEAK, FC_V_LEAK,
+                      FC_V_RESET, FC_V_TH, FC_ZERO, FD_NOISE_AMP, IC_CUBA, IC_CUR_COL, IC_IEXT, IC_INPUT_COL,
+                      IC_NOISE, IC_REFR, IC_RHO_RESET, IC_VLZ, KIND_INPUT, KIND_IZH, KIND_POISSON, NOISE_ESCAPE,
+                      NOISE_MEMBRANE, NOISE_UNIFORM)
 
 __all__ = ["run_chunk", "DMODE_NONE", "DMODE_TONIC", "DMODE_DISTAL"]
 
@@ -158,6 +163,56 @@ def _lif_segment(P, g0, g1, k, key, fc, ic, noise_tab, in_ptr, in_list, out_off,
 
 
 @njit(cache=True, _nrt=False)
+def _izh_segment(P, g0, g1, k, key, fc, fd, ic, in_ptr, in_list, out_off, vb, ub, zb, bufb, cur, b, sp, nb, row, zc,
+                 vc, rec_z, rec_v):
+    """One Izhikevich population's step (neurons g0..g1 of trial b; u in ``ub``); appends its
+    spikes to ``sp`` from position ``nb``; returns the new count. The torch engine's
+    ``izhikevich_step`` per neuron, operation for operation."""
+    k2, k1, k0, half = fc[P, FC_IZ_K2], fc[P, FC_IZ_K1], fc[P, FC_IZ_K0], fc[P, FC_IZ_HALF]
+    a, bb, c, d, v_peak = fc[P, FC_IZ_A], fc[P, FC_IZ_B], fc[P, FC_IZ_C], fc[P, FC_IZ_D], fc[P, FC_IZ_VPEAK]
+    i_ext, zero = fc[P, FC_I_EXT], fc[P, FC_ZERO]
+    noise, has_iext, ccol = ic[P, IC_NOISE], ic[P, IC_IEXT] != 0, ic[P, IC_CUR_COL]
+    amp = fd[P, FD_NOISE_AMP]
+    j0, j1 = in_ptr[P], in_ptr[P + 1]
+    o0 = out_off[in_list[j0]] - g0 if j1 > j0 else 0
+    for g in range(g0, g1):
+        if j1 > j0:  # the LIF segment's summation order
+            x = bufb[o0 + g]
+            bufb[o0 + g] = zero
+            for jj in range(j0 + 1, j1):
+                o = out_off[in_list[jj]] - g0 + g
+                x = x + bufb[o]
+                bufb[o] = zero
+        else:
+            x = zero
+        if has_iext:
+            x = x + i_ext
+        if ccol >= 0:
+            x = x + cur[k, b, ccol + g - g0]
+        if noise == NOISE_UNIFORM:  # (ξ − 0.5)·amp in float64, rounded once to the network dtype
+            x = x + vb.dtype.type((uniform(hash_at(key, g)) - 0.5) * amp)
+        v = vb[g]
+        u = ub[g]
+        if v >= v_peak:  # the previous step's spike: reset now
+            v = c
+            u = u + d
+        v = v + half * ((((k2 * v + k1) * v) + k0 - u) + x)
+        v = v + half * ((((k2 * v + k1) * v) + k0 - u) + x)
+        u = u + a * (bb * v - u)
+        vb[g] = v
+        ub[g] = u
+        if v >= v_peak:
+            sp[nb] = g
+            nb += 1
+            zb[g] = 1
+            if zc >= 0:
+                rec_z[row, zc + g - g0] = 1
+        if vc >= 0:
+            rec_v[row, vc + g - g0] = v
+    return nb
+
+
+@njit(cache=True, _nrt=False)
 def _plastic_step(X, T, W, b, t, sp, nb, zb, xb, yb, p_colptr, p_inslot, p_pre, p_rowptr, p_post, gpre0, npre, gpost0,
                   npost, a_plus, neg_a_minus, d_t, pt, pv, pn, kf, tab):
     """Step t of the plastic synapses of the neurons that spiked (``sp[:nb]``, global indices),
@@ -206,7 +261,7 @@ def _plastic_step(X, T, W, b, t, sp, nb, zb, xb, yb, p_colptr, p_inslot, p_pre, 
 @njit(cache=True, _nrt=False)
 def _trial(b, steps, t_start, net, st, io, pl, pr):
     """The whole chunk of one trial (see the module docstring)."""
-    (pop_off, pop_kind, pop_of, fc, ic, noise_tab, pois_p, pre_ptr, pre_list, in_ptr, in_list, row_off, syn_off,
+    (pop_off, pop_kind, pop_of, fc, ic, fd, noise_tab, pois_p, pre_ptr, pre_list, in_ptr, in_list, row_off, syn_off,
      out_off, rowptr, post, weight) = net
     v, isyn, rho, spk_prev, nspk, zflag, spk_cur, buf, seeds, counts = st
     inp, cur, rec_from, zcol, vcol, rec_z, rec_v = io
@@ -275,6 +330,9 @@ def _trial(b, steps, t_start, net, st, io, pl, pr):
                         zb[g] = 1
                         if zc >= 0:
                             rec_z[row, zc + g - g0] = 1
+            elif kind == KIND_IZH:
+                nb = _izh_segment(P, g0, g1, k, key, fc, fd, ic, in_ptr, in_list, out_off, vb, ib, zb, bufb, cur, b,
+                                  sp_b, nb, row, zc, vc, rec_z, rec_v)
             else:
                 nb = _lif_segment(P, g0, g1, k, key, fc, ic, noise_tab, in_ptr, in_list, out_off, vb, ib, rb, zb,
                                   bufb, cur, b, sp_b, nb, row, zc, vc, rec_z, rec_v)

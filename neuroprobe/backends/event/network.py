@@ -15,8 +15,10 @@ output space). Weight slot ``syn_off[j] + s`` is the torch projection's synapse 
 Tables (float arrays in the network dtype ``F``, integer arrays int64 unless stated):
 
 * ``fc (P, NF)`` float constants per population (columns ``FC_*``), ``ic (P, NI)`` integer ones
-  (``IC_*``), ``noise_tab (P, 1021)``: the membrane-noise current of byte sum s at ``s + 510``
-  (``dtype(s) · dtype(σ / NOISE_SD_BYTES)``, computed by torch);
+  (``IC_*``), ``fd (P, ND)`` float64 ones (``FD_*``: the Izhikevich noise amplitude, used in
+  float64 as the torch engine does), ``noise_tab (P, 1021)``: the membrane-noise current of byte
+  sum s at ``s + 510`` (``dtype(s) · dtype(σ / NOISE_SD_BYTES)``, computed by torch);
+* Izhikevich populations keep u in the ``i`` state array (they have no synaptic current);
 * ``pois_p (B, N_all)``: Poisson spike probability per trial and neuron, computed by torch on the
   (B, N) tensor the torch engine uses;
 * ``pre_ptr / pre_list``: the projections leaving population P (projection order);
@@ -31,20 +33,28 @@ import torch
 
 from ...errors import ConfigError
 from ...neurons.inputs import poisson_probability
+from ...neurons.izhikevich import _consts as _izh_consts
 from ...neurons.lif import _consts
 from ...spiking.network import SpikingNetwork
 
-__all__ = ["EventNet", "compile_network", "compile_state", "KIND_LIF", "KIND_POISSON", "KIND_INPUT", "DTYPES"]
+__all__ = ["EventNet", "compile_network", "compile_state", "KIND_LIF", "KIND_POISSON", "KIND_INPUT", "KIND_IZH",
+           "DTYPES"]
 
-KIND_LIF, KIND_POISSON, KIND_INPUT = 0, 1, 2
-_KINDS = {"lif": KIND_LIF, "poisson": KIND_POISSON, "input": KIND_INPUT}
-NOISE_NONE, NOISE_MEMBRANE, NOISE_ESCAPE = 0, 1, 2
+KIND_LIF, KIND_POISSON, KIND_INPUT, KIND_IZH = 0, 1, 2, 3
+_KINDS = {"lif": KIND_LIF, "poisson": KIND_POISSON, "input": KIND_INPUT, "izhikevich": KIND_IZH}
+NEURON_KINDS = ("lif", "izhikevich")
+NOISE_NONE, NOISE_MEMBRANE, NOISE_ESCAPE, NOISE_UNIFORM = 0, 1, 2, 3
 DTYPES = {torch.float32: np.float32, torch.float64: np.float64}
 
 # fc columns (network dtype)
 FC_C_MEM, FC_C_SYN, FC_V_LEAK, FC_V_TH, FC_V_RESET, FC_I_EXT, FC_ESC_K, FC_ESC_VTH, FC_DELTA_U, FC_CLAMP, \
     FC_ZERO, FC_ONE = range(12)
-NF = 12
+# Izhikevich populations (the torch engine's 0-dim constants, neurons/izhikevich.py _consts)
+FC_IZ_K2, FC_IZ_K1, FC_IZ_K0, FC_IZ_HALF, FC_IZ_A, FC_IZ_B, FC_IZ_C, FC_IZ_D, FC_IZ_VPEAK = range(12, 21)
+NF = 21
+# fd columns (float64)
+FD_NOISE_AMP = 0
+ND = 1
 # ic columns
 IC_CUBA, IC_VLZ, IC_REFR, IC_RHO_RESET, IC_NOISE, IC_IEXT, IC_INPUT_COL, IC_CUR_COL = range(8)
 NI = 8
@@ -65,6 +75,7 @@ class EventNet:
     pop_of: np.ndarray  # (N_all,) population of each neuron (int32)
     fc: np.ndarray
     ic: np.ndarray
+    fd: np.ndarray
     noise_tab: np.ndarray
     pois_p: np.ndarray
     pre_ptr: np.ndarray
@@ -99,8 +110,9 @@ def compile_network(net: SpikingNetwork, batch: int, dtype: torch.dtype | None =
                     currents: tuple = ()) -> EventNet:
     """Flatten ``net`` for ``batch`` trials in ``dtype`` (default the network's; float32 or float64).
 
-    currents: LIF populations that receive a given current each step (columns of the chunk's current
-    array, in this order). Non-plastic projections must share their weights across trials."""
+    currents: LIF or Izhikevich populations that receive a given current each step (columns of the
+    chunk's current array, in this order). Non-plastic projections must share their weights across
+    trials."""
     dtype = dtype or net.dtype
     if dtype not in DTYPES:
         raise ConfigError(f"event engine dtype = {dtype}: allowed float32, float64")
@@ -116,6 +128,7 @@ def compile_network(net: SpikingNetwork, batch: int, dtype: torch.dtype | None =
     pop_of = np.repeat(np.arange(P, dtype=np.int32), sizes)
     fc = np.zeros((P, NF), dtype=F)
     ic = np.full((P, NI), -1, dtype=np.int64)
+    fd = np.zeros((P, ND), dtype=np.float64)
     noise_tab = np.zeros((P, 1021), dtype=F)
     pois_p = np.zeros((batch, n_all), dtype=F)
     input_cols, n_in = {}, 0
@@ -127,6 +140,17 @@ def compile_network(net: SpikingNetwork, batch: int, dtype: torch.dtype | None =
         elif p.kind == "poisson":
             rates = torch.full((batch, p.size), p.rate, dtype=dtype)  # the torch engine's (B, N) tensor
             pois_p[:, pop_off[k]:pop_off[k + 1]] = poisson_probability(rates, spec.dt).numpy()
+        elif p.kind == "izhikevich":
+            iz = p.izhikevich
+            c = _izh_consts(iz, dtype, cpu)
+            for col, x in ((FC_IZ_K2, c.k2), (FC_IZ_K1, c.k1), (FC_IZ_K0, c.k0), (FC_IZ_HALF, c.half),
+                           (FC_IZ_A, c.a), (FC_IZ_B, c.b), (FC_IZ_C, c.c), (FC_IZ_D, c.d), (FC_IZ_VPEAK, c.v_peak)):
+                fc[k, col] = _item(x)
+            fc[k, FC_I_EXT] = F(p.i_ext)
+            ic[k, IC_IEXT] = int(bool(p.i_ext))
+            uniform = iz.noise == "uniform" and iz.noise_amp > 0
+            ic[k, IC_NOISE] = NOISE_UNIFORM if uniform else NOISE_NONE
+            fd[k, FD_NOISE_AMP] = iz.noise_amp
         else:
             lp = p.lif
             c = _consts(lp, dtype, cpu)
@@ -146,9 +170,9 @@ def compile_network(net: SpikingNetwork, batch: int, dtype: torch.dtype | None =
             noise_tab[k] = (torch.arange(-510, 511, dtype=torch.int64).to(dtype) * c.hash_c).numpy()
     for j, name in enumerate(currents):
         k = names.index(name) if name in names else -1
-        if k < 0 or pops[k].kind != "lif":
-            raise ConfigError(f"given current for {name!r}: not a LIF population; have "
-                              f"{[p.name for p in pops if p.kind == 'lif']}")
+        if k < 0 or pops[k].kind not in NEURON_KINDS:
+            raise ConfigError(f"given current for {name!r}: not a LIF or Izhikevich population; have "
+                              f"{[p.name for p in pops if p.kind in NEURON_KINDS]}")
         ic[k, IC_CUR_COL] = sum(sizes[names.index(c)] for c in currents[:j])
     projs = list(net.projections)
     J = len(projs)
@@ -174,7 +198,7 @@ def compile_network(net: SpikingNetwork, batch: int, dtype: torch.dtype | None =
     return EventNet(
         names=names, sizes=sizes, kinds=[p.kind for p in pops], dtype=F, B=int(batch), n_all=n_all,
         pop_off=pop_off, pop_kind=np.array([_KINDS[p.kind] for p in pops], dtype=np.int64), pop_of=pop_of,
-        fc=fc, ic=ic, noise_tab=noise_tab, pois_p=pois_p,
+        fc=fc, ic=ic, fd=fd, noise_tab=noise_tab, pois_p=pois_p,
         pre_ptr=ptr(pre_lists), pre_list=np.array(sum(pre_lists, []), dtype=np.int64),
         in_ptr=ptr(in_lists), in_list=np.array(sum(in_lists, []), dtype=np.int64),
         row_off=row_off, syn_off=syn_off, out_off=out_off, n_out=max(o, 1),
@@ -186,8 +210,9 @@ def compile_state(en: EventNet, net: SpikingNetwork, state: dict | None = None) 
     """The kernels' neuron state for ``en.B`` trials: resting (``state`` None) or taken from a torch
     engine state (``net.init_state`` layout; the spikes of its last step are propagated next).
 
-    Returns ``{"v", "i": (B, N_all) F, "rho": (B, N_all) int32, "spk": (B, N_all) int32 the last
-    step's spiking neurons (global index ascending), "nspk": (B,) int64 their number}``."""
+    Returns ``{"v", "i": (B, N_all) F (u of Izhikevich neurons in "i"), "rho": (B, N_all) int32,
+    "spk": (B, N_all) int32 the last step's spiking neurons (global index ascending), "nspk": (B,)
+    int64 their number}``."""
     B, N, F = en.B, en.n_all, en.dtype
     v, i = np.zeros((B, N), dtype=F), np.zeros((B, N), dtype=F)
     rho = np.zeros((B, N), dtype=np.int32)
@@ -202,6 +227,12 @@ def compile_state(en: EventNet, net: SpikingNetwork, state: dict | None = None) 
                 s = state["lif"][name]
                 v[:, sl], i[:, sl] = s.v.detach().cpu().numpy(), s.i.detach().cpu().numpy()
                 rho[:, sl] = s.rho.detach().cpu().numpy()
+        elif p.kind == "izhikevich":
+            if state is None:
+                v[:, sl], i[:, sl] = F(p.izhikevich.c), F(p.izhikevich.b * p.izhikevich.c)  # izhikevich_init
+            else:
+                s = state["izhikevich"][name]
+                v[:, sl], i[:, sl] = s.v.detach().cpu().numpy(), s.u.detach().cpu().numpy()
         if state is not None:
             z[:, sl] = state["z"][name].detach().cpu().numpy() != 0
     spk = np.zeros((B, N), dtype=np.int32)

@@ -13,8 +13,9 @@ Chunk simulator interface (shared with :class:`~.fixed_sim.FixedEventSimulator`)
 
     sim = EventSimulator(net, batch=B, rule=spec, distal=DistalParams(...))
     out = sim.run(steps, record_from, rec_spikes=("exc",), rec_v=("exc",))
-    out["counts"][pop]  (B,) int64 spikes of each LIF population in the chunk
-    out["spikes"][pop]  (T_rec, N) uint8 of trial 0; out["v"][pop] (T_rec, N) float64 (after the step)
+    out["counts"][pop]  (B,) int64 spikes of each LIF or Izhikevich population in the chunk
+    out["spikes"][pop]  (T_rec, N) uint8 of trial 0; out["v"][pop] (T_rec, N) float64 (after the step;
+                        Izhikevich: before the reset of a spike, as the torch state)
     out["t0"]           0-based step of the first recorded row (recorded: steps >= record_from)
     sim.weights()       (B, S) float64 signed weights of the plastic projection (up to date)
     sim.dopamine, sim.rewards, sim.coincidences   (B,) arrays of the protocol
@@ -129,7 +130,7 @@ class EventSimulator:
             self._zflag[b, self.spk[b, :self.nspk[b]]] = 1
         self._spk_cur = np.zeros((B, N), dtype=np.int32)
         self._buf = np.zeros((B, en.n_out), dtype=self.F)
-        self._net_args = (en.pop_off, en.pop_kind, en.pop_of, en.fc, en.ic, en.noise_tab, en.pois_p, en.pre_ptr,
+        self._net_args = (en.pop_off, en.pop_kind, en.pop_of, en.fc, en.ic, en.fd, en.noise_tab, en.pois_p, en.pre_ptr,
                           en.pre_list, en.in_ptr, en.in_list, en.row_off, en.syn_off, en.out_off, en.rowptr, en.post,
                           en.weight)
         self._setup_plasticity(net, rule, distal, tonic_dopamine)
@@ -248,8 +249,8 @@ class EventSimulator:
             zcol[k], nz = nz, nz + en.sizes[k]
         for name in rec_v:
             k = self._pop(name)
-            if en.kinds[k] != "lif":
-                raise ConfigError(f"population {name!r} has no voltage (not a LIF population)")
+            if en.kinds[k] not in ("lif", "izhikevich"):
+                raise ConfigError(f"population {name!r} has no voltage (not a LIF or Izhikevich population)")
             vcol[k], nv = nv, nv + en.sizes[k]
         return zcol, vcol, np.zeros((T_rec, nz), dtype=np.uint8), np.zeros((T_rec, nv))
 
@@ -303,7 +304,8 @@ class EventSimulator:
         last = np.maximum(self.pn - 1, 0)
         self.pt, self.pv = pt[np.arange(B), last][:, None].copy(), pv[np.arange(B), last][:, None].copy()
         self.pn = np.minimum(self.pn, 1)
-        out = {"counts": {n: counts[:, k].copy() for k, n in enumerate(en.names) if en.kinds[k] == "lif"},
+        neurons = ("lif", "izhikevich")
+        out = {"counts": {n: counts[:, k].copy() for k, n in enumerate(en.names) if en.kinds[k] in neurons},
                "spikes": {n: rec_z[:, zcol[self._pop(n)]:zcol[self._pop(n)] + en.sizes[self._pop(n)]]
                           for n in rec_spikes},
                "v": {n: rec_vv[:, vcol[self._pop(n)]:vcol[self._pop(n)] + en.sizes[self._pop(n)]] for n in rec_v},

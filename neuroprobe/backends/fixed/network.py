@@ -335,6 +335,10 @@ class FixedPointNetwork(nn.Module):
     def from_float(cls, net: SpikingNetwork, scale: int | None = None, noise_seed: int = 0,
                    weight_bits: int = 8) -> "FixedPointNetwork":
         spec = net.spec
+        for p in spec.populations:
+            if p.kind == "izhikevich":
+                raise ConfigError(f"population {p.name!r}: Izhikevich populations have no fixed-point (Loihi) "
+                                  "version; run them on the float engines (torch, event, Brian2)")
         scale = scale or default_scale(spec)
         lif, k, noise = {}, {}, {}
         for p in spec.populations:

@@ -34,6 +34,9 @@ def _inputs(spec, inputs: Mapping[str, np.ndarray], steps: int, arrays: dict) ->
         elif p.kind == "poisson":
             raise ConfigError(f"population {p.name!r}: Poisson populations are not deployed; make it kind 'input' "
                               "and give its spikes")
+        elif p.kind == "izhikevich":
+            raise ConfigError(f"population {p.name!r}: Izhikevich populations are not deployed to Lava (Loihi's "
+                              "neurons are CUBA LIF)")
     return out
 
 
