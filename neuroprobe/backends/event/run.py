@@ -32,6 +32,7 @@ import torch
 
 from ...errors import ConfigError, NonFiniteError
 from ...protocols import BuildContext, NullLearner, RunParts
+from ...spiking.spec import NEURON_KINDS
 
 __all__ = ["EventAgent", "EventChunks", "EventDistalReporter", "EventMonitors", "compile_distal",
            "chunk_boundaries"]
@@ -153,7 +154,7 @@ class EventDistalReporter:
         self.sim, self.rewarded, self.task = sim, rewarded, task
         self.seed, self.n_steps, self.every, self.dt = int(seed), int(n_steps), int(every), spec.dt
         self.B = int(rewarded.numel())
-        self.sizes = {p.name: p.size for p in spec.populations if p.kind == "lif"}
+        self.sizes = {p.name: p.size for p in spec.populations if p.kind in NEURON_KINDS}
         self.steps_in_row = 0
         self.counts = self._zeros()
         self._postfix = ""
