@@ -185,3 +185,23 @@ def test_distal_orders_config_is_the_script():
     mine = script.build_spec(script.SETTINGS, 300.0, 2)
     assert cfg.points == mine.points and cfg.seeds == mine.seeds == [0, 1]
     assert [r.overrides[1:] for r in plan_runs(cfg)] == [r.overrides[1:] for r in plan_runs(mine)]
+
+
+def test_distal_rank_table_trial_rows(tmp_path):
+    """experiments/distal_rank_table.py: solved = final rank 1; 'top since' = the first report of the final
+    unbroken run of rank-1 reports; computed by hand for two crafted trials."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("distal_rank_table", ROOT / "experiments" / "distal_rank_table.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    rows = ["time,seed,w_rewarded,w_mean,w_p99,rank,rewards,coincidences"]
+    ranks = {0: [0.5, 1.0, 0.9, 1.0, 1.0], 1: [0.2, 1.0, 1.0, 1.0, 0.99]}
+    for k, t in enumerate([10, 20, 30, 40, 50]):
+        for s in (0, 1):
+            rows.append(f"{t},{s},1.0,{1.0 - 0.01 * k},2.0,{ranks[s][k]},0,0")
+    (tmp_path / "metrics.csv").write_text("\n".join(rows) + "\n")
+    out = mod.trial_rows(tmp_path)
+    assert out[0]["solved"] and out[0]["top_since"] == 40.0 and out[0]["final_rank"] == 1.0
+    assert not out[1]["solved"] and out[1]["top_since"] is None and out[1]["final_rank"] == 0.99
+    assert out[0]["w_mean_start"] == 1.0 and abs(out[0]["w_mean_end"] - 0.96) < 1e-12 and out[1]["time"] == 50.0
