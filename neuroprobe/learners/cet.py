@@ -12,7 +12,7 @@ last row, and the cosine between the rule's update and the exact delayed gradien
 from __future__ import annotations
 
 import math
-from typing import Annotated, ClassVar, Literal
+from typing import Annotated, ClassVar, Literal, Optional
 
 import torch
 from pydantic import Field
@@ -86,7 +86,8 @@ def build_cet(exp, ctx: BuildContext) -> RunParts:
     x_test, y_test = stream.test_set()
     rule = CETDelayed(net, batch=t.batch, delay=r.delay, delay_mode=r.delay_mode, trace=r.trace, order=r.order,
                       normalize=None if r.normalize == "none" else r.normalize, beta=r.beta or None,
-                      trace_on=r.trace_on, credit_lag=r.credit_lag)
+                      trace_on=r.trace_on, credit_lag=r.credit_lag, salience=r.salience,
+                      salience_window=r.salience_window, output_credit=r.output_credit)
     opt = (torch.optim.Adam if r.optimizer == "adam" else torch.optim.SGD)(net.parameters(), lr=r.lr)
     learner = CETLearner(rule, ctx.device)
     reporter = StreamReporter(t.steps, t.eval_every, stats=lambda: learner.last,
@@ -125,17 +126,33 @@ class CETConfig(RuleConfig):
     credit_lag: Literal["D", "D-1"] = "D"
     """Age of the credit that meets the trace kernel peaking at D_l: D_l steps ("D") or D_l − 1 steps
     ("D-1", the CET authors' RL code; needs rule.delay >= 1)."""
+    salience: Optional[Annotated[Finite, Field(gt=0, le=1)]] = None
+    """The CET paper's salience gate (its retrograde setting): only the samples whose loss is in the top
+    fraction ``salience`` of the recent losses (0.0125: the paper's top 1.25 %) pass their trace input
+    and credit; unset = off. The threshold is the (1 − salience) quantile of the losses of the last
+    ⌈salience_window / task.batch⌉ steps of all streams."""
+    salience_window: Optional[Annotated[StrictInt, Field(ge=1, le=10_000_000)]] = None
+    """Number of recent per-sample losses (rounded up to whole steps of task.batch) the salience
+    threshold is taken over; unset = 1280, the CET authors' batch. Only with rule.salience."""
+    output_credit: Literal["delayed", "immediate"] = "delayed"
+    """"delayed": the output layer's credit is delayed like the others'. "immediate": the output layer
+    gets its credit at once (no trace); with delay_mode = "retrograde" the delays are 0, D, 2D, ... from
+    the output, the CET paper's retrograde setting (constant: D for every layer but the output)."""
 
     def check(self, exp) -> None:
         from ..config.experiment import MEMORY_LIMIT
-        from ..modulators.broadcast import layer_delays
-        from ..rules.cet import trace_shapes
+        from ..rules.cet import cet_layer_delays, trace_shapes
 
         if self.credit_lag == "D-1" and self.delay < 1:
             raise ValueError(f"'rule.credit_lag' = 'D-1' needs rule.delay >= 1 (got {self.delay})")
+        if self.credit_lag == "D-1" and self.output_credit == "immediate":
+            raise ValueError("'rule.credit_lag' = 'D-1' needs every layer delayed; rule.output_credit = 'immediate' "
+                             "gives the output layer no delay (use credit_lag = 'D')")
+        if self.salience_window is not None and self.salience is None:
+            raise ValueError(f"'rule.salience_window' = {self.salience_window} needs rule.salience (the gate is off)")
         sizes = exp.model_spec.sizes
         batch = exp.task.batch
-        delays = layer_delays(len(sizes) - 1, self.delay, self.delay_mode)
+        delays = cet_layer_delays(len(sizes) - 1, self.delay, self.delay_mode, self.output_credit)
         per = [math.prod(s[1:]) for s in trace_shapes(list(sizes), 1, self.trace_on)]
         # the trace (order + 1 states), the exact-gradient delay line (D_l + 1) and the credit buffers (D_l)
         n = sum(batch * (p * (self.order + 1 + d + 1) + n_out * d)
