@@ -170,12 +170,21 @@ def test_distal_reward_orders(tmp_path, capsys):
 
 
 @pytest.mark.parametrize("name, n_points, n_runs, batched", [("distal_orders.toml", 4, 4, True),
-                                                            ("cet_order_delay_lr.toml", 84, 84, False)])
+                                                            ("cet_order_delay_lr.toml", 84, 84, False),
+                                                            ("cet_order_delay.toml", 21, 63, False),
+                                                            ("izhikevich_orders.toml", 2, 2, True),
+                                                            ("izhikevich_long_delay.toml", 2, 2, True)])
 def test_sweep_configs_plan(name, n_points, n_runs, batched):
     spec = load_sweep_spec(EXP / "sweeps" / name)
     runs = plan_runs(spec)  # validates every point x seed
     assert len(spec.point_settings()) == n_points and len(runs) == n_runs
     assert all(r.batched == batched for r in runs)
+
+
+def test_every_shipped_sweep_config_is_planned_above():
+    tested = {"distal_orders.toml", "cet_order_delay_lr.toml", "cet_order_delay.toml", "izhikevich_orders.toml",
+              "izhikevich_long_delay.toml"}
+    assert {p.name for p in (EXP / "sweeps").glob("*.toml")} == tested
 
 
 def test_distal_orders_config_is_the_script():
