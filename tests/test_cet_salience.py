@@ -20,11 +20,11 @@ import torch
 from neuroprobe.config import load_experiment
 from neuroprobe.errors import ConfigError
 from neuroprobe.io.state import to_plain
-from neuroprobe.network import NetworkSpec, RateNetwork
 from neuroprobe.protocols import BuildContext
 from neuroprobe.rules import CETDelayed
 from neuroprobe.rules.cet import SalienceGate, cet_layer_delays, salience_gate
 from neuroprobe.runner import run_experiment
+from cet_reference import assert_close, cet_data, cet_kernel, cet_net
 from cli_helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,10 +35,7 @@ TOL = 1e-12
 
 
 def _close(got, want, what=""):
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    err = float(np.max(np.abs(got - want))) if got.size else 0.0
-    scale = max(float(np.max(np.abs(want))) if want.size else 0.0, 1e-300)
-    assert err <= TOL * scale, (what, err, scale)
+    assert_close(got, want, TOL, what)
 
 
 def _quantile(values, q):
@@ -98,35 +95,12 @@ def _lrelu_grad(h):
     return np.where(h >= 0, 1.0, 0.1)
 
 
-def _kernel(kind, order, normalize, delay, length):
-    """h[k]: Erlang cascade k^(n−1) e^(−ak), a = (n−1)/D, peak at D; a Dirac at D ("perfect");
-    D = 0: no trace (h[0] = 1)."""
-    k = np.arange(length, dtype=np.float64)
-    if delay == 0:
-        return (k == 0).astype(np.float64)
-    if kind == "perfect":
-        return (k == delay).astype(np.float64)
-    a = (order - 1) / delay
-    raw = k ** (order - 1) * np.exp(-a * k)
-    if normalize == "peak":
-        return raw / (delay ** (order - 1) * math.exp(-a * delay))
-    kk = np.arange(50_000, dtype=np.float64)
-    return raw / float((kk ** (order - 1) * np.exp(-a * kk)).sum())
-
-
 def _net(seed):
-    net = RateNetwork(NetworkSpec(SIZES, bias=True, init="kaiming_uniform"),
-                      generator=torch.Generator().manual_seed(seed), dtype=F64)
-    g = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for layer in net.layers:
-            layer.bias.copy_(torch.randn(layer.bias.shape, generator=g, dtype=F64) * 0.3)
-    return net
+    return cet_net(SIZES, seed)
 
 
 def _data(T, seed):
-    g = np.random.default_rng(seed)
-    return [(g.standard_normal((B, SIZES[0])) * 1.5, g.integers(0, SIZES[-1], B)) for _ in range(T)]
+    return cet_data(SIZES, B, T, seed, scale=1.5)
 
 
 def _reference(net, data, trace_on, delays, kind, order, normalize, keep, window):
@@ -137,7 +111,7 @@ def _reference(net, data, trace_on, delays, kind, order, normalize, keep, window
     Bv = [layer.bias.detach().numpy() for layer in net.layers]
     L, T = len(W), len(data)
     k_win = math.ceil(window / B)
-    kernels = [_kernel(kind, order, normalize, d, T) for d in delays]
+    kernels = [cet_kernel(kind, order, normalize, d, T) for d in delays]
     losses, hist_u, hist_cr, hist_d, hist_x = [], [], [], [], []
     out = []
     for t, (x, y) in enumerate(data):

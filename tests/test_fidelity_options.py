@@ -22,6 +22,7 @@ from neuroprobe.modulators import RewardPredictionError
 from neuroprobe.network import NetworkSpec, RateNetwork
 from neuroprobe.protocols import BuildContext
 from neuroprobe.rules import NRL, CETDelayed, nrl_step
+from cet_reference import assert_close, cet_data, cet_kernel, cet_net
 
 ROOT = Path(__file__).resolve().parents[1]
 F64 = torch.float64
@@ -29,10 +30,7 @@ TOL = 1e-12
 
 
 def _assert_close(got, want, what=""):
-    got, want = np.asarray(got, dtype=np.float64), np.asarray(want, dtype=np.float64)
-    err = float(np.max(np.abs(got - want))) if got.size else 0.0
-    scale = max(float(np.max(np.abs(want))) if want.size else 0.0, 1e-300)
-    assert err <= TOL * scale, (what, err, scale)
+    assert_close(got, want, TOL, what)
 
 
 def _lrelu(h):
@@ -277,36 +275,11 @@ CET_SIZES, CET_B = [3, 4, 4, 2], 2
 
 
 def _cet_net(seed=0):
-    net = RateNetwork(NetworkSpec(CET_SIZES, bias=True, init="kaiming_uniform"),
-                      generator=torch.Generator().manual_seed(seed), dtype=F64)
-    g = torch.Generator().manual_seed(seed + 100)
-    with torch.no_grad():
-        for l in net.layers:
-            l.bias.copy_(torch.randn(l.bias.shape, generator=g, dtype=F64) * 0.3)
-    return net
+    return cet_net(CET_SIZES, seed)
 
 
 def _cet_data(T, seed):
-    g = np.random.default_rng(seed)
-    return [(g.standard_normal((CET_B, CET_SIZES[0])), g.integers(0, CET_SIZES[-1], CET_B)) for _ in range(T)]
-
-
-def _kernel(kind, order, normalize, delay, length):
-    """h[k], k = 0..length−1: Erlang cascade k^(n−1) e^(−ak)/(n−1)!, a = (n−1)/D (peak at k = D),
-    or a Dirac at D ("perfect"); D = 0 is no trace (h[0] = 1)."""
-    k = np.arange(length, dtype=np.float64)
-    if delay == 0:
-        return (k == 0).astype(np.float64)
-    if kind == "perfect":
-        return (k == delay).astype(np.float64)
-    a = (order - 1) / delay
-    raw = k ** (order - 1) * np.exp(-a * k) / math.factorial(order - 1)
-    if normalize == "peak":
-        return raw / (delay ** (order - 1) * math.exp(-a * delay) / math.factorial(order - 1))
-    if normalize == "area":
-        kk = np.arange(50_000, dtype=np.float64)
-        return raw / float((kk ** (order - 1) * np.exp(-a * kk) / math.factorial(order - 1)).sum())
-    return raw
+    return cet_data(CET_SIZES, CET_B, T, seed)
 
 
 def _cet_reference(net, data, trace_on, lags, delays, kind, order, normalize):
@@ -322,7 +295,7 @@ def _cet_reference(net, data, trace_on, lags, delays, kind, order, normalize):
     Bv = [l.bias.detach().numpy() for l in net.layers]
     L = len(W)
     T = len(data)
-    kernels = [_kernel(kind, order, normalize, d, T) for d in delays]
+    kernels = [cet_kernel(kind, order, normalize, d, T) for d in delays]
     hist_u, hist_cr, hist_d, hist_true = [], [], [], []
     out = []
     for t, (x, y) in enumerate(data):
