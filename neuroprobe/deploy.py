@@ -90,6 +90,9 @@ def trained_network_state(state: dict, where: str = "checkpoint", exp=None) -> d
                 return cand
         sim = agent.get("sim")
         if exp is not None and isinstance(sim, dict) and "W" in sim:
+            if not isinstance(exp.rule.projection, str):
+                raise ConfigError(f"{where}: an event-engine checkpoint with several plastic projections "
+                                  f"({list(exp.rule.projection)}) cannot be deployed yet; allowed: one plastic projection")
             names = [f"{p.pre}->{p.post}" for p in exp.spiking_spec.projections]
             j = names.index(exp.rule.projection)
             return {f"projections.{j}.weight": torch.as_tensor(np.abs(np.asarray(sim["W"], dtype=np.float64)))}

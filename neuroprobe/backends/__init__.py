@@ -62,8 +62,9 @@ def compile_distal(exp, ctx):
 
 def distal_network(exp, generator, device="cpu", dtype=None, spec=None):
     """``(net, proj, rewarded, sample)``: the float network of a distal-reward experiment (shared
-    weights), its plastic projection, each trial's rewarded synapse (B,) and N_SAMPLE other
-    synapses, drawn from ``generator`` in this order (every engine makes the same draws).
+    weights), its rewarded projection (``task.projection``: the rule's, or one of its plastic
+    projections), each trial's rewarded synapse (B,) and N_SAMPLE other synapses, drawn from
+    ``generator`` in this order (every engine makes the same draws).
     ``spec``: the network spec to build (default the experiment's)."""
     import torch
 
@@ -73,7 +74,7 @@ def distal_network(exp, generator, device="cpu", dtype=None, spec=None):
     net = SpikingNetwork(spec if spec is not None else exp.spiking_spec, generator, batch=None, device=device,
                          dtype=dtype or run_dtype(exp), propagation=run.propagation,
                          rng="hash" if run.hash_rng else "generator", noise_seed=int(exp.seed))
-    proj = net.projection(exp.rule.projection)
+    proj = net.projection(exp.task.projection)
     rewarded = torch.randint(0, proj.n_synapses, (exp.seeds,), generator=generator)
     sample = torch.randperm(proj.n_synapses, generator=generator)[:N_SAMPLE]
     return net, proj, rewarded, sample
@@ -109,7 +110,7 @@ def distal_recordings_meta(exp) -> dict:
     import numpy as np
 
     r = exp.rule
-    meta = {f"highlight/{r.projection}": np.array([0]), "kernel/delay_s": np.array(r.delay),
+    meta = {f"highlight/{exp.task.projection}": np.array([0]), "kernel/delay_s": np.array(r.delay),
             "kernel/orders": np.array(sorted({1, 2, 6, r.order}))}
     meta.update({f"v_th/{p.name}": np.array(p.lif.v_th) for p in exp.spiking_spec.populations if p.kind == "lif"})
     return meta

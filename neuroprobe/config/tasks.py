@@ -91,6 +91,12 @@ class DistalRewardTaskConfig(TaskConfig):
     """Dopamine increment per delivered reward."""
     report_every: PosFloat = 1.0
     """Seconds between metrics rows (one row per trial)."""
+    tonic_dopamine: Annotated[NonNegFloat, Field(le=1e6)] = 0.0
+    """A constant dopamine added to the phasic (reward) dopamine in every weight update:
+    w += lr·(tonic_dopamine + d)·e (Izhikevich's ``0.002 + DA``; 0 = none). Engines: torch float, event float."""
+    rewarded_weight: Annotated[NonNegFloat, Field(le=1e6)] | None = None
+    """Initial weight (magnitude) of each trial's rewarded synapse, within the projection's
+    [w_min, w_max] (Izhikevich starts it at 0); unset = the network's draw. Engines: torch float, event float."""
 
 
 class SpikingCartPoleTaskConfig(TaskConfig):

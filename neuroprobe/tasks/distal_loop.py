@@ -3,7 +3,8 @@
 * :class:`DistalRewardTask` (torch engine): one loop step is one network step of dt. The action is
   the step's spikes ``{population: (B, N)}``; the task's
   :class:`~neuroprobe.tasks.distal_reward.DistalReward` protocol turns the rewarded synapses'
-  coincidences into delayed rewards and returns the dopamine (B,) as the step's reward. The
+  coincidences into delayed rewards and returns the dopamine (B,), plus a constant tonic
+  dopamine if given, as the step's reward. The
   observation is None (the network has no external input). ``info["time"]`` is the simulated time
   (s) at the end of the step.
 * :class:`TrialChunks` (Brian2): trials simulated one after another, each in chunks of at most
@@ -11,6 +12,8 @@
   (``step == 0``: a new trial starts); the action is what the chunk produced (its metrics rows).
 """
 from __future__ import annotations
+
+import math
 
 import numpy as np
 
@@ -20,10 +23,18 @@ __all__ = ["DistalRewardTask", "TrialChunks"]
 
 
 class DistalRewardTask:
-    """Task protocol over :class:`DistalReward` for ``n_steps`` network steps (see the module docstring)."""
+    """Task protocol over :class:`DistalReward` for ``n_steps`` network steps (see the module docstring).
 
-    def __init__(self, protocol: DistalReward, pre: str, post: str, n_steps: int):
+    tonic: a constant dopamine (>= 0) added to the protocol's in the reward (the dopamine the rule
+    sees: Izhikevich's ``0.002 + DA``), in float64; 0: the protocol's dopamine itself."""
+
+    def __init__(self, protocol: DistalReward, pre: str, post: str, n_steps: int, tonic: float = 0.0):
+        from ..errors import ConfigError
+
+        if isinstance(tonic, bool) or not isinstance(tonic, (int, float)) or not (tonic >= 0 and math.isfinite(tonic)):
+            raise ConfigError(f"task.tonic_dopamine = {tonic!r}: must be a finite number >= 0")
         self.protocol, self.pre, self.post, self.n_steps = protocol, pre, post, int(n_steps)
+        self.tonic = float(tonic)
         self._false = np.zeros(protocol.B, dtype=bool)
 
     def reset(self, seed: int):
@@ -31,6 +42,8 @@ class DistalRewardTask:
 
     def step(self, spikes: dict):
         d = self.protocol.step(spikes[self.pre], spikes[self.post])
+        if self.tonic:
+            d = d + self.tonic
         return None, d, self._false.copy(), self._false.copy(), {"time": self.protocol.step_index * self.protocol.dt}
 
     def finished(self) -> bool:

@@ -18,6 +18,11 @@ the steps in between are skipped in closed form:
   Over ``c`` steps of one piece, starting from the state ``x`` and dopamine ``D`` at the first step,
   ``Σ_j d_j e_j = scale·D·Σ_i x_i G_c[n−1−i]`` with the all-positive
   ``G_c[m] = Σ_{j=1..c} γ^(j−1) E^j j^m/m!``.
+* **tonic dopamine** (``lazy_constants(..., tonic=…)``, Izhikevich's ``0.002 + DA``): a constant
+  added to the pieces' dopamine, ``d_t = tonic + pv·γ^(t − pt)``. Its part of a chunk is the same
+  sum with ``γ = 1``, ``scale·tonic·Σ_i x_i G1_c[n−1−i]`` (``G1`` tabulated like ``G``); the bound
+  and sign arguments below hold unchanged because every step's dopamine keeps one sign (tonic
+  >= 0 and pieces >= 0).
 * **tables** (:func:`lazy_constants`): ``A_c[k] = E^c c^k/k!`` (the Toeplitz columns of ``M^c``),
   ``G_c`` and ``γ^c`` for every chunk length ``c = 1 … lmax`` and ``c = lmax·2^p``. An interval is
   split greedily into such chunks (a few for typical intervals, one for ``<= lmax`` steps); each
@@ -65,11 +70,12 @@ from numba import njit, prange
 from ...errors import ConfigError
 from ...spec.kernel import CascadeKernel
 
-__all__ = ["lazy_constants", "advance_to", "explicit_step", "flush_all", "flush_trial", "KF_FIELDS", "tab_columns"]
+__all__ = ["lazy_constants", "advance_to", "explicit_step", "flush_all", "flush_trial", "flush_range", "KF_FIELDS",
+           "tab_columns"]
 
 # kf: float64 constants; the inverse factorials 1/m! (m = 0 … n−1) follow the named fields
-KF_FIELDS = ("order", "lmax", "npow", "gamma", "lr_scale", "lo", "hi", "scale", "lr")
-_N, _LMAX, _NPOW, _GAMMA, _LRS, _LO, _HI, _SCALE, _LR = range(9)
+KF_FIELDS = ("order", "lmax", "npow", "gamma", "lr_scale", "lo", "hi", "scale", "lr", "lr_scale_tonic")
+_N, _LMAX, _NPOW, _GAMMA, _LRS, _LO, _HI, _SCALE, _LR, _TONIC = range(10)
 _INVF = len(KF_FIELDS)
 _NPOW_DEFAULT = 44  # chunks up to lmax·2^44 steps (a state has long decayed to 0 by then)
 # integer arguments as int64, not as literals: numba compiles a callee once more for a literal
@@ -86,11 +92,13 @@ _inline = njit(cache=True, _nrt=False, error_model="numpy", inline="always")
 
 def tab_columns(order: int) -> dict:
     """Column slices of a row of ``tab`` (the row of chunk length ``c``): ``A`` the ``n`` entries
-    ``E^c c^k/k!``, ``G`` the ``n`` sums ``G_c[m]``, ``gamma_c`` the column of ``γ^c``, and
+    ``E^c c^k/k!``, ``G`` the ``n`` sums ``G_c[m]``, ``gamma_c`` the column of ``γ^c``,
     ``gamma_lc`` the column of ``γ^(lmax·c)`` (rows ``c <= lmax`` only: with ``gamma_c`` the
-    dopamine decay over up to ``lmax²`` steps is a product of two table entries, no ``pow``)."""
+    dopamine decay over up to ``lmax²`` steps is a product of two table entries, no ``pow``), and
+    ``G1`` the ``n`` sums ``G_c[m]`` with ``γ = 1`` (the tonic dopamine's; zero without one)."""
     n = int(order)
-    return {"A": slice(0, n), "G": slice(n, 2 * n), "gamma_c": 2 * n, "gamma_lc": 2 * n + 1}
+    return {"A": slice(0, n), "G": slice(n, 2 * n), "gamma_c": 2 * n, "gamma_lc": 2 * n + 1,
+            "G1": slice(2 * n + 2, 3 * n + 2)}
 
 
 def _pos(name: str, v) -> float:
@@ -129,7 +137,7 @@ def _toeplitz_cols(E: float, c: float, n: int) -> np.ndarray:
 
 
 def lazy_constants(kernel: CascadeKernel, dt: float, gamma: float, lr: float, lo: float, hi: float, *,
-                   lmax: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+                   lmax: int = 1024, tonic: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
     """Constants ``(kf, tab)`` of the lazy cascade for one plastic projection.
 
     Args:
@@ -140,10 +148,14 @@ def lazy_constants(kernel: CascadeKernel, dt: float, gamma: float, lr: float, lo
         lo, hi: signed weight bounds (Dale sign applied: ``[−w_max, −w_min]`` for inhibitory).
         lmax: chunk lengths ``1 … lmax`` are tabulated directly (intervals up to ``lmax`` steps cost
             one chunk), longer ones as ``lmax·2^p``.
+        tonic: a constant dopamine added to the pieces' (``d_t = tonic + pv·γ^(t − pt)``, from step 1
+            on), >= 0; it must have the pieces' sign (their values must be >= 0 where it is > 0: the
+            clamping certificates need every step's dopamine of one sign). 0: none (then the
+            ``G1`` columns stay zero and the arithmetic is the one without this option, bit for bit).
 
     Returns:
         ``kf`` float64 ``(len(KF_FIELDS) + n,)``: the fields of :data:`KF_FIELDS` then ``1/m!``;
-        ``tab`` float64 ``(lmax + npow, 2n + 2)``: row ``c − 1`` for ``c <= lmax``, row
+        ``tab`` float64 ``(lmax + npow, 3n + 2)``: row ``c − 1`` for ``c <= lmax``, row
         ``lmax − 1 + p`` for ``c = lmax·2^p``; columns as :func:`tab_columns`.
     """
     if not isinstance(kernel, CascadeKernel):
@@ -160,12 +172,14 @@ def lazy_constants(kernel: CascadeKernel, dt: float, gamma: float, lr: float, lo
         raise ConfigError(f"weight bounds lo = {lo}, hi = {hi}: need lo <= hi")
     if isinstance(lmax, bool) or not isinstance(lmax, Integral) or not 1 <= lmax <= 2 ** 16:
         raise ConfigError(f"lmax = {lmax!r}: must be an integer in [1, 65536]")
+    if isinstance(tonic, bool) or not isinstance(tonic, Real) or not (tonic >= 0 and math.isfinite(tonic)):
+        raise ConfigError(f"tonic = {tonic!r}: the tonic dopamine must be a finite number >= 0")
     n, lmax, gamma = kernel.order, int(lmax), float(gamma)
     M = np.asarray(kernel.transition(dt), dtype=np.float64)
     E = float(M[0, 0])  # the every-step decay factor, bit for bit
     scale = float(kernel.grid_scale(dt))
     npow = _NPOW_DEFAULT
-    tab = np.zeros((lmax + npow, 2 * n + 2))
+    tab = np.zeros((lmax + npow, 3 * n + 2))
     # direct rows c = 1 … lmax; c = 1 is the every-step transition itself
     tab[0, :n] = M[:, 0]
     for c in range(2, lmax + 1):
@@ -187,9 +201,21 @@ def lazy_constants(kernel: CascadeKernel, dt: float, gamma: float, lr: float, lo
         tab[r, :n] = _toeplitz_cols(E, 2.0 * c_half, n)
         tab[r, n:2 * n] = [math.fsum([G[m]] + [gc * A[m - l] * G[l] for l in range(m + 1)]) for m in range(n)]
         tab[r, 2 * n] = math.pow(gamma, 2.0 * c_half)
+    if tonic > 0:  # G1: the sums of G with γ = 1 (the tonic dopamine does not decay), built the same way
+        with np.errstate(under="ignore"):
+            terms1 = np.power(E, j)[:, None] * np.array([[float(jj) ** m / math.factorial(m) for m in range(n)]
+                                                          for jj in j])
+        terms1[0] = M[:, 0]
+        g1 = slice(2 * n + 2, 3 * n + 2)
+        tab[:lmax, g1] = _neumaier_prefix(terms1)
+        for p in range(1, npow + 1):
+            r_half, r = lmax - 2 + p, lmax - 1 + p
+            A, G = tab[r_half, :n], tab[r_half, g1]
+            tab[r, g1] = [math.fsum([G[m]] + [A[m - l] * G[l] for l in range(m + 1)]) for m in range(n)]
     kf = np.zeros(_INVF + n)
     kf[_N], kf[_LMAX], kf[_NPOW], kf[_GAMMA] = n, lmax, npow, gamma
     kf[_LRS], kf[_LO], kf[_HI], kf[_SCALE], kf[_LR] = float(lr) * scale, float(lo), float(hi), scale, float(lr)
+    kf[_TONIC] = float(lr) * scale * float(tonic)
     kf[_INVF:] = [1.0 / math.factorial(m) for m in range(n)]
     return kf, tab
 
@@ -227,6 +253,18 @@ def _sums(X, b, s, n, tab, r):
     mag = 0.0
     for i in range(n):
         v = X[b, s, i] * tab[r, 2 * n - 1 - i]
+        inc += v
+        mag += abs(v)
+    return inc, mag
+
+
+@_jit
+def _sums1(X, b, s, n, tab, r):
+    """:func:`_sums` with the tonic dopamine's ``G1_c`` (``γ = 1``)."""
+    inc = 0.0
+    mag = 0.0
+    for i in range(n):
+        v = X[b, s, i] * tab[r, 3 * n + 1 - i]
         inc += v
         mag += abs(v)
     return inc, mag
@@ -327,11 +365,16 @@ def _monotone_steps(X, b, s, n, L, D, w, kf, tab):
     npow = int(kf[_NPOW])
     lo = kf[_LO]
     hi = kf[_HI]
+    tn = kf[_TONIC]
     R = L
     while R > 0:
         c, r = _chunk(R, lmax, npow)
         inc, mag = _sums(X, b, s, n, tab, r)
-        w = min(max(w + inc * D, lo), hi)
+        inc *= D
+        if tn != 0.0:
+            inc1, mag1 = _sums1(X, b, s, n, tab, r)
+            inc += inc1 * tn
+        w = min(max(w + inc, lo), hi)
         _propagate(X, b, s, n, tab, r)
         D *= tab[r, 2 * n]
         R -= c
@@ -359,12 +402,14 @@ def _split_by_sign(X, b, s, n, c, D, w, kf, tab):
 
 @_jit
 def _dopamine(X, b, s, n, L, D, w, kf, tab):
-    """``L`` steps of one dopamine piece; ``D = lr·scale·d`` at the first step. Returns
-    ``(w, number of chunks that had to be split by sign)``."""
+    """``L`` steps of one dopamine piece; ``D = lr·scale·d`` at the first step (plus the tonic
+    dopamine's constant ``lr·scale·tonic``, if any). Returns ``(w, number of chunks that had to
+    be split by sign)``."""
     lmax = int(kf[_LMAX])
     npow = int(kf[_NPOW])
     lo = kf[_LO]
     hi = kf[_HI]
+    tn = kf[_TONIC]
     R = L
     nsplit = 0
     while R > 0:
@@ -372,6 +417,10 @@ def _dopamine(X, b, s, n, L, D, w, kf, tab):
         inc, mag = _sums(X, b, s, n, tab, r)
         inc *= D
         mag *= abs(D)
+        if tn != 0.0:  # the tonic part: the same sums with γ = 1
+            inc1, mag1 = _sums1(X, b, s, n, tab, r)
+            inc += inc1 * tn
+            mag += mag1 * abs(tn)
         if lo <= w - mag and w + mag <= hi:  # the path cannot reach a bound: no clamp happens
             w += inc
             _propagate(X, b, s, n, tab, r)
@@ -450,7 +499,7 @@ def _advance_general(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
             end = pt[b, k + 1] - 1  # this piece ends where the next begins
         if end > t:
             D = _piece_d(pt, pv, b, k, t + 1, n, kf, tab)
-            if D == 0.0:
+            if D == 0.0 and kf[_TONIC] == 0.0:
                 _decay(X, b, s, n, end - t, kf, tab)
             else:
                 w, nr = _dopamine(X, b, s, n, end - t, D, w, kf, tab)
@@ -488,7 +537,8 @@ def _fast(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
         if q < 0:  # it begins after step t + 1: a piece boundary may lie inside the interval
             return False
         D = kf[_LRS] * pv[b, k] * _gamma_pow(q, n, kf, tab)
-    if D != 0.0:
+    tn = kf[_TONIC]
+    if D != 0.0 or tn != 0.0:
         w = np.float64(W[b, s])
         lo = kf[_LO]
         hi = kf[_HI]
@@ -499,10 +549,20 @@ def _fast(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
             inc += v
             mag += abs(v)
         mag *= abs(D)
+        inc *= D
+        if tn != 0.0:  # the tonic dopamine's part (_sums1)
+            inc1 = 0.0
+            mag1 = 0.0
+            for i in range(n):
+                v = X[b, s, i] * tab[r, 3 * n + 1 - i]
+                inc1 += v
+                mag1 += abs(v)
+            inc += inc1 * tn
+            mag += mag1 * abs(tn)
         if lo <= w - mag and w + mag <= hi:  # the path cannot reach a bound
-            W[b, s] = w + inc * D
+            W[b, s] = w + inc
         elif L == 1:
-            W[b, s] = min(max(w + inc * D, lo), hi)
+            W[b, s] = min(max(w + inc, lo), hi)
         elif lo <= w and w <= hi:  # a weight at a bound pushed on it or pulled off it: e of one sign?
             p1 = 0.0  # _cert(X, b, s, n, 0, L, kf), the P± certificate on the lags 1 … L
             m1 = 0.0
@@ -522,7 +582,7 @@ def _fast(X, T, W, b, s, t_to, pt, pv, pn, kf, tab):
                 mc += vm * g
                 ck *= fc
             if p1 >= mc or m1 >= pc:  # one sign: per-step clamping is one clamp at the end
-                W[b, s] = min(max(w + inc * D, lo), hi)
+                W[b, s] = min(max(w + inc, lo), hi)
             else:
                 return False
         else:
@@ -585,6 +645,14 @@ def explicit_step(X, T, W, b, s, t, c, d_t, pt, pv, pn, kf, tab):
     if T[b, s] >= t:
         raise ValueError("explicit_step: the synapse is already at or past step t")
     _touch(X, T, W, b, s, t, c, d_t, pt, pv, pn, kf, tab)
+
+
+@_jit
+def flush_range(X, T, W, b, s0, s1, t_to, pt, pv, pn, kf, tab):
+    """:func:`advance_to` ``t_to`` for the synapses ``s0 … s1 − 1`` of trial ``b`` (one plastic
+    projection's block when several share the arrays, each with its own ``kf``)."""
+    for s in range(s0, s1):
+        _advance(X, T, W, b, s, t_to, pt, pv, pn, kf, tab)
 
 
 @_jit

@@ -20,14 +20,18 @@ distal-reward loop of :mod:`neuroprobe.backends.torch_run`:
 2. the distal-reward protocol observes the rewarded synapse's pre/post spikes, schedules rewards
    with hash delays and updates the dopamine ``d ← d·γ + amp·delivered`` (``dmode`` 2; 1: a
    constant tonic dopamine; 0: none);
-3. R-STDP on the plastic projection: per-neuron STDP traces decay every step, the synapses of the
-   neurons that spiked get their coincidence (``a+·x_pre`` at a post spike, ``−a−·y_post`` at a
-   pre spike, traces before this step's spikes) and take an explicit cascade step
-   (:func:`_plastic_step`, with :func:`~.cascade._touch` inlined: the lazy advance and the input
-   of :func:`~.cascade.explicit_step`), then the traces add the spikes. Untouched synapses stay
-   behind and are advanced in closed form when next touched, and at the end of the chunk
-   (:func:`~.cascade.flush_trial`). Dopamine is given to the lazy updates as pieces ``(pt, pv)``:
-   a new piece at every step a reward was delivered (for order >= 2 the input step takes its
+3. R-STDP on each plastic projection (one or more; their synapses in consecutive blocks of the
+   shared ``X``/``T``/``W`` arrays, each with its own traces, tables and bounds, rows of ``pli``
+   (:data:`PLI_FIELDS`), ``plc`` and ``kf``), with the dopamine ``tonic + d`` (``prf[5]``: a
+   constant tonic dopamine added to the protocol's, Izhikevich's ``0.002 + DA``; the lazy
+   updates add it through ``kf``'s ``lr_scale_tonic``): per-neuron STDP traces decay every step,
+   the synapses of the neurons that spiked get their coincidence (``a+·x_pre`` at a post spike,
+   ``−a−·y_post`` at a pre spike, traces before this step's spikes) and take an explicit cascade
+   step (:func:`_plastic_step`, with :func:`~.cascade._touch` inlined: the lazy advance and the
+   input of :func:`~.cascade.explicit_step`), then the traces add the spikes. Untouched synapses
+   stay behind and are advanced in closed form when next touched, and at the end of the chunk
+   (:func:`~.cascade.flush_range`, block by block). Dopamine is given to the lazy updates as pieces
+   ``(pt, pv)``: a new piece at every step a reward was delivered (for order >= 2 the input step takes its
    dopamine from them too, in float64; order 1 uses the protocol's value in the network dtype).
 
 Argument groups (tuples of arrays; dummies of the right types where a feature is off, so there is
@@ -49,7 +53,7 @@ from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
 
-from .cascade import _touch, flush_trial
+from .cascade import _touch, flush_range
 from .hashrng import byte_sum, hash_at, hash_key, hash_uniform32, uniform
 from .network import (FC_C_MEM, FC_C_SYN, FC_CLAMP, FC_DELTA_U, FC_ESC_K, FC_ESC_VTH, FC_I_EXT, FC_IZ_A, FC_IZ_B,
                       FC_IZ_C, FC_IZ_D, FC_IZ_HALF, FC_IZ_K0, FC_IZ_K1, FC_IZ_K2, FC_IZ_VPEAK, FC_V_LEAK,
@@ -57,9 +61,14 @@ from .network import (FC_C_MEM, FC_C_SYN, FC_CLAMP, FC_DELTA_U, FC_ESC_K, FC_ESC
                       IC_NOISE, IC_REFR, IC_RHO_RESET, IC_VLZ, KIND_INPUT, KIND_IZH, KIND_POISSON, NOISE_ESCAPE,
                       NOISE_MEMBRANE, NOISE_UNIFORM)
 
-__all__ = ["run_chunk", "DMODE_NONE", "DMODE_TONIC", "DMODE_DISTAL"]
+__all__ = ["run_chunk", "DMODE_NONE", "DMODE_TONIC", "DMODE_DISTAL", "PLI_FIELDS"]
 
 DMODE_NONE, DMODE_TONIC, DMODE_DISTAL = 0, 1, 2
+# per plastic projection k, the int64 row pli[k]: its populations (global offset and size of pre and
+# post), its block of the shared synapse arrays (first synapse, count), where its CSR-by-post and
+# CSR-by-pre pointer runs start in the concatenated tables, and where its neurons' traces start
+PLI_FIELDS = ("gpre0", "npre", "gpost0", "npost", "soff", "nsyn", "cp0", "rp0", "xo", "yo")
+(_GPRE0, _NPRE, _GPOST0, _NPOST, _SOFF, _NSYN, _CP0, _RP0, _XO, _YO) = range(len(PLI_FIELDS))
 _FAR = -10 ** 9  # "no pre spike yet" of the protocol
 _PF = 8  # prefetch distance (synapses) on the scattered in-synapses of a post neuron
 
@@ -265,7 +274,7 @@ def _trial(b, steps, t_start, net, st, io, pl, pr):
      out_off, rowptr, post, weight) = net
     v, isyn, rho, spk_prev, nspk, zflag, spk_cur, buf, seeds, counts = st
     inp, cur, rec_from, zcol, vcol, rec_z, rec_v = io
-    (plastic, pj, Wp, x_pre, y_post, plc, pli, p_colptr, p_inslot, p_pre, p_rowptr, p_post, X, T, pt, pv, pn, kf,
+    (plastic, pjmap, Wp, x_pre, y_post, plc, pli, p_colptr, p_inslot, p_pre, p_rowptr, p_post, X, T, pt, pv, pn, kf,
      tab, dscr) = pl
     dmode, rew_pre, rew_post, last_pre, schedule, dopamine, coinc, rewards, prf, pri = pr
     vb, ib, rb, zb, bufb, cb, pb = v[b], isyn[b], rho[b], zflag[b], buf[b], counts[b], pois_p[b]
@@ -274,13 +283,9 @@ def _trial(b, steps, t_start, net, st, io, pl, pr):
     seed = seeds[b]
     n_pops = pop_kind.shape[0]
     Wb = Wp[b]
-    so_p = syn_off[pj] if pj >= 0 else 0
-    # plasticity constants (network dtype) and the plastic projection's populations
-    a_plus, neg_a_minus, dec_plus, dec_minus, one = plc[0], plc[1], plc[2], plc[3], plc[4]
-    gpre0, npre, gpost0, npost = pli[0], pli[1], pli[2], pli[3]
-    xb, yb = x_pre[b], y_post[b]
-    # protocol constants
-    dt, dmin, dmax, gamma, amp = prf[0], prf[1], prf[2], prf[3], prf[4]
+    K = plc.shape[0]  # plastic projections (their synapses in blocks of the shared arrays)
+    # protocol constants; tonic: the constant dopamine added to the protocol's (0: none)
+    dt, dmin, dmax, gamma, amp, tonic = prf[0], prf[1], prf[2], prf[3], prf[4], prf[5]
     win, H, n_all = pri[0], pri[1], pri[2]
     for k in range(steps):
         t = t_start + k + 1
@@ -296,9 +301,11 @@ def _trial(b, steps, t_start, net, st, io, pl, pr):
                 r = row_off[j] + li
                 o = out_off[j]
                 s0, s1 = rowptr[r], rowptr[r + 1]
-                if j == pj:  # the plastic projection's per-trial weights (up to date: touched at t - 1)
+                kj = pjmap[j]
+                if kj >= 0:  # a plastic projection's per-trial weights (up to date: touched at t - 1)
+                    base = pli[kj, _SOFF] - syn_off[j]
                     for s in range(s0, s1):
-                        bufb[o + post[s]] += Wb[s - so_p]
+                        bufb[o + post[s]] += Wb[s + base]
                 else:
                     for s in range(s0, s1):
                         bufb[o + post[s]] += weight[s]
@@ -363,22 +370,34 @@ def _trial(b, steps, t_start, net, st, io, pl, pr):
                 pt[b, m] = t
                 pv[b, m] = dopamine[b]
                 pn[b] = m + 1
-        # 3. plasticity
+        # 3. plasticity, projection by projection (each its own traces and synapse block)
         if plastic:
-            dscr[b] = dopamine[b]  # the rule sees d in the weights' dtype (as torch_run's learner)
+            # the rule sees d in the weights' dtype (as torch_run's learner): tonic + phasic in float64
+            if tonic != 0.0:
+                dscr[b] = dopamine[b] + tonic
+            else:
+                dscr[b] = dopamine[b]
             d_t = np.float64(dscr[b])
-            for n in range(npre):
-                xb[n] = xb[n] * dec_plus
-            for n in range(npost):
-                yb[n] = yb[n] * dec_minus
-            _plastic_step(X, T, Wp, b, t, sp_b, nb, zb, xb, yb, p_colptr, p_inslot, p_pre, p_rowptr, p_post, gpre0,
-                          npre, gpost0, npost, a_plus, neg_a_minus, d_t, pt, pv, pn, kf, tab)
-            for q in range(nb):
-                g = sp_b[q]
-                if gpre0 <= g < gpre0 + npre:
-                    xb[g - gpre0] = xb[g - gpre0] + one
-                if gpost0 <= g < gpost0 + npost:
-                    yb[g - gpost0] = yb[g - gpost0] + one
+            for kk in range(K):
+                a_plus, neg_a_minus, dec_plus, dec_minus, one = plc[kk, 0], plc[kk, 1], plc[kk, 2], plc[kk, 3], \
+                    plc[kk, 4]
+                gpre0, npre, gpost0, npost = pli[kk, _GPRE0], pli[kk, _NPRE], pli[kk, _GPOST0], pli[kk, _NPOST]
+                cp0, rp0, xo, yo = pli[kk, _CP0], pli[kk, _RP0], pli[kk, _XO], pli[kk, _YO]
+                xb = x_pre[b, xo:xo + npre]
+                yb = y_post[b, yo:yo + npost]
+                for n in range(npre):
+                    xb[n] = xb[n] * dec_plus
+                for n in range(npost):
+                    yb[n] = yb[n] * dec_minus
+                _plastic_step(X, T, Wp, b, t, sp_b, nb, zb, xb, yb, p_colptr[cp0:cp0 + npost + 1], p_inslot, p_pre,
+                              p_rowptr[rp0:rp0 + npre + 1], p_post, gpre0, npre, gpost0, npost, a_plus, neg_a_minus,
+                              d_t, pt, pv, pn, kf[kk], tab)
+                for q in range(nb):
+                    g = sp_b[q]
+                    if gpre0 <= g < gpre0 + npre:
+                        xb[g - gpre0] = xb[g - gpre0] + one
+                    if gpost0 <= g < gpost0 + npost:
+                        yb[g - gpost0] = yb[g - gpost0] + one
         sp_a, sp_b = sp_b, sp_a
         na = nb
     if steps % 2 == 1:  # the last step's list sits in the other buffer
@@ -386,7 +405,9 @@ def _trial(b, steps, t_start, net, st, io, pl, pr):
             spk_prev[b, q] = spk_cur[b, q]
     nspk[b] = na
     if plastic:  # bring every synapse of the trial up to date (weights are read between chunks)
-        flush_trial(X, T, Wp, b, t_start + steps, pt, pv, pn, kf, tab)
+        for kk in range(K):
+            s0 = pli[kk, _SOFF]
+            flush_range(X, T, Wp, b, s0, s0 + pli[kk, _NSYN], t_start + steps, pt, pv, pn, kf[kk], tab)
 
 
 @njit(cache=True, nogil=True, _nrt=False)

@@ -107,12 +107,13 @@ def _item(x: torch.Tensor) -> float:
 
 
 def compile_network(net: SpikingNetwork, batch: int, dtype: torch.dtype | None = None,
-                    currents: tuple = ()) -> EventNet:
+                    currents: tuple = (), plastic: tuple = ()) -> EventNet:
     """Flatten ``net`` for ``batch`` trials in ``dtype`` (default the network's; float32 or float64).
 
     currents: LIF or Izhikevich populations that receive a given current each step (columns of the
-    chunk's current array, in this order). Non-plastic projections must share their weights across
-    trials."""
+    chunk's current array, in this order). plastic: the names of the plastic projections (their
+    per-trial weights live in the simulator; here trial 0's stand in). Non-plastic projections must
+    share their weights across trials."""
     dtype = dtype or net.dtype
     if dtype not in DTYPES:
         raise ConfigError(f"event engine dtype = {dtype}: allowed float32, float64")
@@ -185,7 +186,7 @@ def compile_network(net: SpikingNetwork, batch: int, dtype: torch.dtype | None =
         posts.append(pr.post.cpu().numpy().astype(np.int32))
         w = pr.weight.detach().cpu()
         if w.dim() == 2:
-            if not bool((w == w[:1]).all()):
+            if pr.name not in plastic and not bool((w == w[:1]).all()):
                 raise ConfigError(f"projection {pr.name}: per-trial weights that differ are only supported on the "
                                   "plastic projection of the event engine")
             w = w[0]

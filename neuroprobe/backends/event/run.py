@@ -112,9 +112,9 @@ class EventAgent:
         start = time.perf_counter()
         res = self.sim.run(steps, self.record_from, self.rec_spikes, self.rec_v)
         self.seconds += time.perf_counter() - start
-        w = self.sim.weights()
-        if not np.isfinite(w).all():
-            raise NonFiniteError(f"weights became NaN/Inf ({self.projection})")
+        for name in (None, *getattr(self.sim, "plastic", ())[1:]):  # every plastic projection
+            if not np.isfinite(self.sim.weights() if name is None else self.sim.weights(name)).all():
+                raise NonFiniteError(f"weights became NaN/Inf ({name or self.projection})")
         return {**res, "steps": steps, "t0_chunk": t0}
 
     def parameters(self):
@@ -278,14 +278,20 @@ def _float_sim(exp, ctx: BuildContext):
     from .. import distal_network, run_dtype
     from .sim import DistalParams, EventSimulator
 
+    from ..torch_run import set_rewarded_weight
+
     B, r, t = exp.seeds, exp.rule, exp.task
     net, proj, rewarded, sample = distal_network(exp, ctx.generator, "cpu", run_dtype(exp))
-    rule = RSTDPSpec(projection=proj.name, kernel=CascadeKernel(r.order, r.delay, r.normalize), lr=r.lr,
-                     tau_plus=r.tau_plus, tau_minus=r.tau_minus, a_plus=r.a_plus, a_minus=r.a_minus)
+    # the rewarded projection first (the reported weights), then the other plastic ones in their order
+    names = [proj.name] + [n for n in r.projections if n != proj.name]
+    rules = [RSTDPSpec(projection=n, kernel=CascadeKernel(r.order, r.delay, r.normalize), lr=r.lr,
+                       tau_plus=r.tau_plus, tau_minus=r.tau_minus, a_plus=r.a_plus, a_minus=r.a_minus) for n in names]
+    set_rewarded_weight(proj, rewarded, t.rewarded_weight)  # per-trial weights of the rewarded projection
     distal = DistalParams(proj.name, proj.pre[rewarded].tolist(), proj.post[rewarded].tolist(), window=t.window,
                           delay_min=t.delay_min, delay_max=t.delay_max, dopamine_tau=t.dopamine_tau,
                           dopamine_amp=t.dopamine_amp)
-    sim = EventSimulator(net, batch=B, noise_seed=int(exp.seed), rule=rule, distal=distal)
+    sim = EventSimulator(net, batch=B, noise_seed=int(exp.seed), rule=rules[0] if len(rules) == 1 else rules,
+                         distal=distal, tonic_dopamine=t.tonic_dopamine if t.tonic_dopamine else None)
     return sim, proj.name, rewarded, sample
 
 
@@ -323,6 +329,10 @@ def compile_distal(exp, ctx: BuildContext) -> RunParts:
     meta = {**distal_recordings_meta(exp), "backend": np.array("event"), "precision": np.array(exp.run.precision)}
     monitors = EventMonitors(detail, wmon, record_from, sim, pname, torch.float64 if fixed else run_dtype(exp), meta)
     what = "fixed point" if fixed else exp.run.dtype
+    if len(exp.rule.projections) > 1:
+        what += f" · plastic {', '.join(exp.rule.projections)}"
+    if exp.task.tonic_dopamine:
+        what += f" · tonic dopamine {exp.task.tonic_dopamine:g}"
     return RunParts(agent=agent, learner=NullLearner(), task=task, reporter=reporter, optimizer=None,
                     description=f"R-STDP n={exp.rule.order} · distal reward · event engine ({what}) · {B} trials"
                                 f" · kernels ready in {sim.compile_seconds:.1f} s",

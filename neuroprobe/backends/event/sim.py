@@ -2,9 +2,10 @@
 (:mod:`neuroprobe.backends.event.kernels`), with the torch engine's spikes.
 
 Built from a :class:`~neuroprobe.spiking.SpikingNetwork` (its connectivity, weights and
-parameters), optionally with cascade R-STDP on one projection (an
-:class:`~neuroprobe.spec.RSTDPSpec`) and a dopamine source: the distal-reward protocol
-(:class:`DistalParams`) or a constant tonic dopamine. Noise is the counter-based hash
+parameters), optionally with cascade R-STDP on one or more projections (an
+:class:`~neuroprobe.spec.RSTDPSpec` or a list of them, one kernel) and a dopamine source: the
+distal-reward protocol (:class:`DistalParams`), a constant tonic dopamine, or both (the rule then
+sees ``tonic + d``: Izhikevich's ``0.002 + DA``). Noise is the counter-based hash
 (:mod:`neuroprobe.neurons.hash_rng`), trial b with seed ``noise_seed + b``: in float64 the spikes
 equal those of ``SpikingNetwork(..., rng="hash", noise_seed=noise_seed)`` driven by
 :mod:`neuroprobe.backends.torch_run`'s loop (the R-STDP weights to float64 rounding).
@@ -17,8 +18,10 @@ Chunk simulator interface (shared with :class:`~.fixed_sim.FixedEventSimulator`)
     out["spikes"][pop]  (T_rec, N) uint8 of trial 0; out["v"][pop] (T_rec, N) float64 (after the step;
                         Izhikevich: before the reset of a spike, as the torch state)
     out["t0"]           0-based step of the first recorded row (recorded: steps >= record_from)
-    sim.weights()       (B, S) float64 signed weights of the plastic projection (up to date)
-    sim.dopamine, sim.rewards, sim.coincidences   (B,) arrays of the protocol
+    sim.weights()       (B, S) float64 signed weights of the first plastic projection (up to date;
+                        weights(name) another's)
+    sim.dopamine, sim.rewards, sim.coincidences   (B,) arrays of the protocol (dopamine: the phasic
+                        part; sim.tonic the constant added to it)
     sim.state_dict(), sim.load_state_dict(d)      exact resume
     sim.compile_seconds  JIT compilation (first use) or cache load time of the kernels
 """
@@ -90,9 +93,12 @@ class EventSimulator:
         batch: number of trials B.
         noise_seed: hash seed of trial 0 (default ``net.noise_seed``).
         dtype: torch.float32 | torch.float64 (default the network's).
-        rule: cascade R-STDP on ``rule.projection`` (per-trial weights; ``lr`` the SGD step).
-        distal: the distal-reward protocol (its projection is the rule's, if any).
-        tonic_dopamine: a constant dopamine from step 1 instead of the protocol (benchmarks).
+        rule: cascade R-STDP on ``rule.projection`` (per-trial weights; ``lr`` the SGD step), or a
+            list of specs (one per plastic projection, one kernel; their synapses in blocks of the
+            shared state, the distal protocol's projection first).
+        distal: the distal-reward protocol (its projection must be plastic, if a rule is given).
+        tonic_dopamine: without ``distal``, a constant dopamine from step 1 (benchmarks); with it,
+            a constant >= 0 added to the protocol's dopamine in every weight update.
         state: a torch engine state (``net.init_state(B)`` layout) to start from (default: rest).
         currents: LIF populations that receive a given current each step (``run(currents=…)``).
         parallel: trials in parallel threads when B > 1 (``numba.get_num_threads()`` of them;
@@ -116,7 +122,17 @@ class EventSimulator:
 
             self._pool = ThreadPoolExecutor(max_workers=max(1, min(B, numba.get_num_threads())))
         self.currents = tuple(currents)
-        en = self.en = compile_network(net, B, dtype, self.currents)
+        plastic = tuple(getattr(r, "projection", None) for r in (rule if isinstance(rule, (list, tuple)) else
+                                                                 [rule] if rule is not None else []))
+        if tonic_dopamine is not None and distal is not None:
+            td = tonic_dopamine
+            if isinstance(td, bool) or not isinstance(td, (int, float)) or not (td >= 0 and math.isfinite(td)):
+                raise ConfigError(f"tonic_dopamine = {td!r}: must be a finite number >= 0 (added to the protocol's "
+                                  "dopamine)")
+            if td > 0 and distal.dopamine_amp < 0:
+                raise ConfigError(f"tonic_dopamine = {td} with dopamine_amp = {distal.dopamine_amp}: the tonic and "
+                                  "the phasic dopamine must have one sign")
+        en = self.en = compile_network(net, B, dtype, self.currents, plastic)
         self.F, self.dt = en.dtype, float(net.spec.dt)
         self.lif_pops = [n for n, k in zip(en.names, en.kinds) if k == "lif"]
         self.input_pops = [n for n, k in zip(en.names, en.kinds) if k == "input"]
@@ -142,60 +158,112 @@ class EventSimulator:
     # ------------------------------------------------------------------ set-up
     def _setup_plasticity(self, net, rule, distal, tonic) -> None:
         B, F = self.B, self.F
-        self.rule = rule
-        if rule is None:
+        rules = self._rules(rule, distal)
+        self.rules = rules
+        self.rule = rules[0] if rules else None
+        if not rules:
             if distal is not None and distal.projection not in self.en.proj_names:
                 self.en.projection_index(distal.projection)  # one-line error naming the projections
             self.pj = -1
             self.proj = None
+            self.plastic = ()
+            self._blocks = {}
             self.W = np.zeros((B, 1), dtype=F)
             self.x_pre = self.y_post = np.zeros((B, 1), dtype=F)
-            self._plc = np.zeros(5, dtype=F)
-            self._pli = np.zeros(4, dtype=np.int64)
+            self._plc = np.zeros((1, 5), dtype=F)
+            self._pli = np.zeros((1, len(kernels.PLI_FIELDS)), dtype=np.int64)
+            self._pjmap = np.full(len(self.en.proj_names), -1, dtype=np.int64)
             z64 = np.zeros(2, dtype=np.int64)
             z32 = np.zeros(1, dtype=np.int32)
             self._ptabs = (z64, z32, z32, z64, z32)
             self.X = np.zeros((B, 1, 1))
             self.T = np.zeros((B, 1), dtype=np.int64)
-            self.kf, self.tab = np.zeros(1), np.zeros((1, 1))
+            self.kf, self.tab = np.zeros((1, 1)), np.zeros((1, 1))
             return
-        if not isinstance(rule, RSTDPSpec):
-            raise ConfigError(f"rule = {type(rule).__name__}: must be an RSTDPSpec")
-        if distal is not None and distal.projection != rule.projection:
-            raise ConfigError(f"distal projection {distal.projection!r} differs from the rule's {rule.projection!r}")
-        self.pj = self.en.projection_index(rule.projection)
-        proj = self.proj = net.projection(rule.projection)
-        if proj.free_sign:
-            raise ConfigError(f"projection {proj.name}: plasticity on free-signed weights is not supported by the "
-                              "event engine (give the pre population a Dale sign)")
-        w = proj.weight.detach().cpu()
-        w = w.expand(B, -1) if w.dim() == 1 else w
-        if w.shape[0] != B:
-            raise ShapeError(f"projection {proj.name} has per-trial weights for {w.shape[0]} trials, not {B}")
-        self.W = _np(w.to(torch.float64), F)
-        S, n = proj.n_synapses, rule.kernel.order
-        self.X = np.zeros((B, S, n))
-        self.T = np.full((B, S), self.t, dtype=np.int64)
-        self.x_pre = np.zeros((B, proj.n_pre), dtype=F)
-        self.y_post = np.zeros((B, proj.n_post), dtype=F)
-        dec_plus, dec_minus = math.exp(-self.dt / rule.tau_plus), math.exp(-self.dt / rule.tau_minus)
-        # the torch rule's Python scalars, rounded to the dtype as torch rounds them
-        self._plc = np.array([rule.a_plus, -rule.a_minus, dec_plus, dec_minus, 1.0], dtype=F)
-        self._pli = np.array([self.en.offset(proj.spec.pre), proj.n_pre, self.en.offset(proj.spec.post),
-                              proj.n_post], dtype=np.int64)
-        self._ptabs = (_np(proj.colptr, np.int64), _np(proj.by_post, np.int32), _np(proj.pre, np.int32),
-                       _np(proj.rowptr, np.int64), _np(proj.post, np.int32))
-        lo, hi = proj.spec.w_min, proj.spec.w_max
-        if proj.sign < 0:
-            lo, hi = -hi, -lo
+        en = self.en
+        self.pj = en.projection_index(rules[0].projection)
+        projs = [net.projection(r.projection) for r in rules]
+        self.proj = projs[0]
+        self.plastic = tuple(p.name for p in projs)
+        n = rules[0].kernel.order
         gamma = math.exp(-self.dt / distal.dopamine_tau) if distal is not None else 1.0
-        self.kf, self.tab = lazy_constants(rule.kernel, self.dt, gamma, rule.lr, lo, hi)
+        tonic_kf = float(tonic) if (distal is not None and tonic is not None) else 0.0
+        ws, plc, pli, kfs, self._blocks = [], [], [], [], {}
+        cps, ins, pres, rps, posts = [], [], [], [], []
+        self._pjmap = np.full(len(en.proj_names), -1, dtype=np.int64)
+        soff = cp0 = rp0 = xo = yo = 0
+        for k, (r, proj) in enumerate(zip(rules, projs)):
+            if proj.free_sign:
+                raise ConfigError(f"projection {proj.name}: plasticity on free-signed weights is not supported by "
+                                  "the event engine (give the pre population a Dale sign)")
+            w = proj.weight.detach().cpu()
+            w = w.expand(B, -1) if w.dim() == 1 else w
+            if w.shape[0] != B:
+                raise ShapeError(f"projection {proj.name} has per-trial weights for {w.shape[0]} trials, not {B}")
+            ws.append(w.to(torch.float64))
+            S = proj.n_synapses
+            self._pjmap[en.projection_index(proj.name)] = k
+            self._blocks[proj.name] = (soff, S)
+            dec_plus, dec_minus = math.exp(-self.dt / r.tau_plus), math.exp(-self.dt / r.tau_minus)
+            # the torch rule's Python scalars, rounded to the dtype as torch rounds them
+            plc.append([r.a_plus, -r.a_minus, dec_plus, dec_minus, 1.0])
+            pli.append([en.offset(proj.spec.pre), proj.n_pre, en.offset(proj.spec.post), proj.n_post, soff, S,
+                        cp0, rp0, xo, yo])
+            # the synapse tables with this block's synapse indices (pointers into the shared arrays)
+            cps.append(_np(proj.colptr, np.int64) + soff)
+            ins.append(_np(proj.by_post, np.int32) + soff)
+            pres.append(_np(proj.pre, np.int32))
+            rps.append(_np(proj.rowptr, np.int64) + soff)
+            posts.append(_np(proj.post, np.int32))
+            lo, hi = proj.spec.w_min, proj.spec.w_max
+            if proj.sign < 0:
+                lo, hi = -hi, -lo
+            kf, tab = lazy_constants(r.kernel, self.dt, gamma, r.lr, lo, hi, tonic=tonic_kf)
+            kfs.append(kf)
+            soff, cp0, rp0 = soff + S, cp0 + proj.n_post + 1, rp0 + proj.n_pre + 1
+            xo, yo = xo + proj.n_pre, yo + proj.n_post
+        self.W = _np(torch.cat(ws, 1), F)
+        self.X = np.zeros((B, soff, n))
+        self.T = np.full((B, soff), self.t, dtype=np.int64)
+        self.x_pre = np.zeros((B, xo), dtype=F)
+        self.y_post = np.zeros((B, yo), dtype=F)
+        self._plc = np.array(plc, dtype=F)
+        self._pli = np.array(pli, dtype=np.int64)
+        self._ptabs = (np.concatenate(cps), np.concatenate(ins).astype(np.int32), np.concatenate(pres),
+                       np.concatenate(rps), np.concatenate(posts))
+        self.kf, self.tab = np.ascontiguousarray(kfs), tab  # tab depends on the kernel, dt and γ only
+
+    def _rules(self, rule, distal) -> list:
+        """The plastic projections' specs, the distal projection's first; one-line errors."""
+        if rule is None:
+            return []
+        rules = list(rule) if isinstance(rule, (list, tuple)) else [rule]
+        if not rules:
+            raise ConfigError("rule = []: give an RSTDPSpec (or several, one per plastic projection)")
+        for r in rules:
+            if not isinstance(r, RSTDPSpec):
+                raise ConfigError(f"rule = {type(r).__name__}: must be an RSTDPSpec (or a list of them)")
+            self.en.projection_index(r.projection)  # one-line error naming the projections
+        names = [r.projection for r in rules]
+        if len(set(names)) != len(names):
+            raise ConfigError(f"rule projections {names}: each projection at most once")
+        k0 = rules[0].kernel
+        if any(r.kernel != k0 for r in rules):
+            raise ConfigError(f"rule kernels differ ({[r.kernel for r in rules]}): the plastic projections share "
+                              "one eligibility kernel")
+        if distal is not None:
+            if distal.projection not in names:
+                raise ConfigError(f"distal projection {distal.projection!r} is not plastic (the rule's "
+                                  f"projections: {names})")
+            rules.sort(key=lambda r: r.projection != distal.projection)  # stable: the rewarded projection first
+        return rules
 
     def _setup_protocol(self, net, distal, tonic) -> None:
         B = self.B
         self.distal = distal
-        if distal is not None and tonic is not None:
-            raise ConfigError("give either the distal-reward protocol or a tonic dopamine, not both")
+        self.tonic = 0.0
+        if distal is not None and tonic is not None:  # Izhikevich's 0.002 + DA: the rule sees tonic + phasic
+            self.tonic = float(tonic)
         self.dmode = kernels.DMODE_DISTAL if distal is not None else kernels.DMODE_TONIC if tonic is not None \
             else kernels.DMODE_NONE
         self.dopamine = np.zeros(B)
@@ -209,7 +277,7 @@ class EventSimulator:
         if distal is None:
             self.rew_pre = self.rew_post = np.zeros(B, dtype=np.int64)
             self.schedule = np.zeros((B, 1), dtype=np.int64)
-            self._prf = np.array([self.dt, 0.0, 0.0, 1.0, 0.0])
+            self._prf = np.array([self.dt, 0.0, 0.0, 1.0, 0.0, 0.0])
             self._pri = np.array([0, 1, self.en.n_all], dtype=np.int64)
             if tonic is not None:
                 self.dopamine[:] = float(tonic)
@@ -226,7 +294,7 @@ class EventSimulator:
         H = int(round(distal.delay_max / self.dt)) + 2  # the float protocol's ring buffer
         self.schedule = np.zeros((B, H), dtype=np.int64)
         self._prf = np.array([self.dt, distal.delay_min, distal.delay_max, math.exp(-self.dt / distal.dopamine_tau),
-                              distal.dopamine_amp])
+                              distal.dopamine_amp, self.tonic])
         self._pri = np.array([window_steps(distal.window, self.dt), H, self.en.n_all], dtype=np.int64)
 
     # ------------------------------------------------------------------ the compiled call
@@ -234,7 +302,7 @@ class EventSimulator:
         st = (self.v, self.i, self.rho, self.spk, self.nspk, self._zflag, self._spk_cur, self._buf, self.seeds,
               counts)
         io = (inp, cur, np.int64(rec_from), zcol, vcol, rec_z, rec_v)
-        pl = (bool(plastic), np.int64(self.pj), self.W, self.x_pre, self.y_post, self._plc, self._pli,
+        pl = (bool(plastic), self._pjmap, self.W, self.x_pre, self.y_post, self._plc, self._pli,
               *self._ptabs, self.X, self.T, pt, pv, self.pn, self.kf, self.tab, np.zeros(self.B, dtype=self.F))
         pr = (np.int64(self.dmode), self.rew_pre, self.rew_post, self.last_pre, self.schedule, self.dopamine,
               self.coincidences, self.rewards, self._prf, self._pri)
@@ -335,19 +403,26 @@ class EventSimulator:
             out[:steps, :, cols[name]:cols[name] + size] = x
         return out
 
-    def weights(self) -> np.ndarray:
-        """(B, S) float64 signed weights of the plastic projection (up to date: flushed every chunk)."""
+    def _block(self, projection: str | None) -> slice:
         if self.pj < 0:
             raise ConfigError("this simulator has no plastic projection (rule=None)")
-        return self.W.astype(np.float64)
+        name = self.plastic[0] if projection is None else projection
+        if name not in self._blocks:
+            raise ConfigError(f"projection {name!r} is not plastic here; plastic: {list(self.plastic)}")
+        s0, S = self._blocks[name]
+        return slice(s0, s0 + S)
 
-    def eligibility(self) -> np.ndarray:
-        """(B, S) float64 eligibility ``scale · x[n−1]`` of the plastic projection (up to date)."""
-        if self.pj < 0:
-            raise ConfigError("this simulator has no plastic projection (rule=None)")
+    def weights(self, projection: str | None = None) -> np.ndarray:
+        """(B, S) float64 signed weights of a plastic projection (default: the first, the distal
+        protocol's) (up to date: flushed every chunk)."""
+        return self.W[:, self._block(projection)].astype(np.float64)
+
+    def eligibility(self, projection: str | None = None) -> np.ndarray:
+        """(B, S) float64 eligibility ``scale · x[n−1]`` of a plastic projection (default: the first)."""
+        sl = self._block(projection)
         from .cascade import KF_FIELDS
 
-        return self.X[:, :, -1] * self.kf[KF_FIELDS.index("scale")]
+        return self.X[:, sl, -1] * self.kf[0, KF_FIELDS.index("scale")]
 
     _STATE = ("v", "i", "rho", "spk", "nspk", "W", "X", "T", "x_pre", "y_post", "dopamine", "rewards", "coincidences",
               "last_pre", "schedule", "pt", "pv", "pn")
