@@ -1,7 +1,9 @@
 """NRL at the paper's scale: one table and one figure over NRL / BP / RMHL sweep directories.
 
 Each argument is a sweep directory (``neuroprobe sweep`` of an ``experiments/{nrl,bp,rmhl}_*.toml``
-config; its points may set ``rule.lr_scale`` or ``rule.variant``). Runs are grouped by task and
+config; its points may set ``rule.lr_scale`` or ``rule.variant``) or one run directory (with
+``metrics.csv``): a run still going or stopped is read as a snapshot of the episodes it has done
+(its wall clock is then not known and shows as "running"). Runs are grouped by task and
 number of hidden layers (read from each run's resolved ``config.toml``). Per row:
 
 - the mean return of each seed's last 50 episodes, mean ± sd over seeds;
@@ -48,7 +50,7 @@ class Row:
     hidden: int
     rule: str  # "NRL", "NRL (lr_scale=n_out)", "BP", ...
     curves: dict[int, np.ndarray]  # seed -> returns per episode
-    wall_s: float
+    wall_s: float | None  # None: a snapshot of an unfinished run
 
     @property
     def group(self) -> tuple[str, int]:
@@ -66,8 +68,26 @@ def rule_label(cfg: dict) -> str:
     return f"{label} ({', '.join(extras)})" if extras else label
 
 
-def read_rows(sweep_dir: Path) -> list[Row]:
-    """Every finished run of a sweep directory as a :class:`Row` (one per grid point)."""
+def read_curves(run_dir: Path) -> tuple[dict, dict[int, np.ndarray]]:
+    """(resolved config, {seed: returns per episode}) of one run directory."""
+    cfg = tomllib.loads((run_dir / "config.toml").read_text())
+    m = read_metrics(run_dir / "metrics.csv")
+    seed, ret = np.asarray(m["seed"], dtype=int), np.asarray(m["return"], dtype=float)
+    return cfg, {s: ret[seed == s] for s in sorted(set(seed.tolist()))}
+
+
+def make_row(cfg: dict, curves: dict[int, np.ndarray], wall_s: float | None) -> Row:
+    return Row(task=cfg["task"]["name"], hidden=len(cfg["model"]["sizes"]) - 2, rule=rule_label(cfg),
+               curves=curves, wall_s=wall_s)
+
+
+def read_rows(path: Path) -> list[Row]:
+    """Every finished run of a sweep directory as a :class:`Row` (one per grid point), or the
+    snapshot of one run directory."""
+    if (path / "metrics.csv").is_file():
+        cfg, curves = read_curves(path)
+        return [make_row(cfg, curves, None)]
+    sweep_dir = path
     sweep = read_sweep(sweep_dir)
     rows = []
     for p in summarize(sweep):
@@ -77,16 +97,10 @@ def read_rows(sweep_dir: Path) -> list[Row]:
         curves: dict[int, np.ndarray] = {}
         cfg = None
         for run in by_run:
-            run_dir = sweep_dir / run
-            cfg = tomllib.loads((run_dir / "config.toml").read_text())
-            m = read_metrics(run_dir / "metrics.csv")
-            seed, ret = np.asarray(m["seed"], dtype=int), np.asarray(m["return"], dtype=float)
-            for s in sorted(set(seed.tolist())):
-                curves[s] = ret[seed == s]
-        if cfg is None:
-            continue
-        rows.append(Row(task=cfg["task"]["name"], hidden=len(cfg["model"]["sizes"]) - 2, rule=rule_label(cfg),
-                        curves=curves, wall_s=p.wall_s))
+            cfg, c = read_curves(sweep_dir / run)
+            curves.update(c)
+        if cfg is not None:
+            rows.append(make_row(cfg, curves, p.wall_s))
     return rows
 
 
@@ -111,7 +125,7 @@ def bp_levels(rows: list[Row], given: dict[tuple[str, int], float]) -> dict[tupl
 
 
 def table(rows: list[Row], levels: dict[tuple[str, int], float]) -> str:
-    lines = ["| task | hidden layers | rule | episodes/seed | seeds | last-50 return, mean ± sd | per seed | "
+    lines = ["| task | hidden layers | rule | episodes/seed (fewest) | seeds | last-50 return, mean ± sd | per seed | "
              "episodes to 95 % of BP's level, per seed | wall clock |",
              "|---|---:|---|---:|---:|---|---|---|---:|"]
     for r in sorted(rows, key=lambda r: (r.task, r.hidden, r.rule)):
@@ -123,9 +137,9 @@ def table(rows: list[Row], levels: dict[tuple[str, int], float]) -> str:
             eps = [episodes_to(c, threshold(level)) for c in r.curves.values()]
             reach = ", ".join("never" if e is None else f"{e:,}".replace(",", " ") for e in eps)
             reach += f" (target {threshold(level):.0f})"
-        n_ep = max(len(c) for c in r.curves.values())
+        n_ep = min(len(c) for c in r.curves.values())
         lines.append(f"| {r.task} | {r.hidden} | {r.rule} | {n_ep} | {len(f)} | {f.mean():.1f} ± {f.std(ddof=1) if len(f) > 1 else 0:.1f} | "
-                     f"{', '.join(f'{x:.1f}' for x in f)} | {reach} | {r.wall_s / 60:.0f} min |")
+                     f"{', '.join(f'{x:.1f}' for x in f)} | {reach} | {'running' if r.wall_s is None else f'{r.wall_s / 60:.0f} min'} |")
     return "\n".join(lines) + "\n"
 
 
@@ -135,19 +149,23 @@ def figure(rows: list[Row], levels: dict[tuple[str, int], float], path: Path) ->
     import matplotlib.pyplot as plt
 
     groups = sorted({r.group for r in rows})
+    # one colour per rule (and its length), the same in every panel
+    keys = sorted({(r.rule, min(len(c) for c in r.curves.values())) for r in rows})
+    colour = {k: f"C{i}" for i, k in enumerate(keys)}
     fig, axes = plt.subplots(1, len(groups), figsize=(5.2 * len(groups), 3.8), squeeze=False)
     for ax, g in zip(axes[0], groups):
         for r in sorted((r for r in rows if r.group == g), key=lambda r: r.rule):
             n = min(len(c) for c in r.curves.values())
             sm = np.stack([rolling_mean(c[:n], WINDOW) for c in r.curves.values()])
             x = np.arange(1, n + 1)
-            line, = ax.plot(x, sm.mean(0), lw=1.2, label=f"{r.rule} ({len(r.curves)} seeds)")
-            ax.fill_between(x, sm.min(0), sm.max(0), color=line.get_color(), alpha=0.15, lw=0)
+            c = colour[(r.rule, n)]
+            ax.plot(x, sm.mean(0), lw=1.2, color=c, label=f"{r.rule}, {n} episodes × {len(r.curves)} seeds")
+            ax.fill_between(x, sm.min(0), sm.max(0), color=c, alpha=0.15, lw=0)
         if g in levels:
             ax.axhline(threshold(levels[g]), color="k", ls=":", lw=0.8, label="95 % of BP's level")
-        ax.set_title(f"{g[0]}, {g[1]} hidden layer{'s' if g[1] > 1 else ''}")
+        ax.set_title(f"{g[0]}, {g[1]} hidden layer{'s' if g[1] > 1 else ''} (mean; band: min–max over seeds)", fontsize=9)
         ax.set_xlabel("episode")
-        ax.set_ylabel(f"return (trailing mean of {WINDOW}; band: min–max over seeds)")
+        ax.set_ylabel(f"return, trailing mean of {WINDOW}")
         ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
