@@ -176,7 +176,8 @@ def test_distal_reward_orders(tmp_path, capsys):
                                                             ("izhikevich_long_delay.toml", 2, 2, True),
                                                             ("cet_retrograde_seeds.toml", 42, 126, False),
                                                             ("izhikevich_full_orders.toml", 2, 2, True),
-                                                            ("izhikevich_full_long_delay.toml", 2, 2, True)])
+                                                            ("izhikevich_full_long_delay.toml", 2, 2, True),
+                                                            ("cet_ac_order_delay.toml", 21, 63, False)])
 def test_sweep_configs_plan(name, n_points, n_runs, batched):
     spec = load_sweep_spec(EXP / "sweeps" / name)
     runs = plan_runs(spec)  # validates every point x seed
@@ -187,7 +188,7 @@ def test_sweep_configs_plan(name, n_points, n_runs, batched):
 def test_every_shipped_sweep_config_is_planned_above():
     tested = {"distal_orders.toml", "cet_order_delay_lr.toml", "cet_order_delay.toml", "izhikevich_orders.toml",
               "izhikevich_long_delay.toml", "cet_retrograde_seeds.toml", "izhikevich_full_orders.toml",
-              "izhikevich_full_long_delay.toml"}
+              "izhikevich_full_long_delay.toml", "cet_ac_order_delay.toml"}
     assert {p.name for p in (EXP / "sweeps").glob("*.toml")} == tested
 
 
