@@ -7,3 +7,4 @@ from . import cet_actor_critic  # noqa: F401
 from . import probe  # noqa: F401
 from . import rstdp  # noqa: F401
 from . import spiking_nrl  # noqa: F401
+from . import spiking_probe  # noqa: F401
