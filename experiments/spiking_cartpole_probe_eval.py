@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import neuroprobe.learners.spiking_probe  # noqa: F401  (registers rule 'spiking_probe')
 from neuroprobe.config import load_experiment
 from neuroprobe.learners.spiking_probe import build_spiking_probe
 from neuroprobe.protocols import BuildContext

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 import torch
 
-import neuroprobe.learners.spiking_probe  # noqa: F401  (registers rule 'spiking_probe')
 from neuroprobe.config import load_experiment
 from neuroprobe.errors import ConfigError
 from neuroprobe.learners.spiking_probe import probe_summary

@@ -87,8 +87,12 @@ class ProbeWindowLearner(RuleLearner):
         self.ended = bool(tr.info["window_end"])
         if not self.ended:
             return False
-        self.rule.update(torch.as_tensor(tr.info["return"]), self.agent.assignment)
+        self.update(torch.as_tensor(tr.info["return"]))
         return True
+
+    def update(self, returns: torch.Tensor) -> None:
+        """The rule's update from the window's (B,) returns (writes ``.grad``)."""
+        self.rule.update(returns, self.agent.assignment)
 
     def end_step(self) -> None:
         if self.ended:

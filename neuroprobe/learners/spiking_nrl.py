@@ -28,6 +28,30 @@ OBS_LOW = (-2.4, -3.0, -0.21, -3.5)  # CartPole's observation range used for the
 OBS_HIGH = (2.4, 3.0, 0.21, 3.5)
 
 
+def check_spiking_cartpole_network(exp) -> tuple[str, dict]:
+    """Check that the network has what task 'spiking_cartpole' drives: an input population 'obs' of
+    4 x task.neurons_per_dim neurons and a LIF population 'out' with an even size (two actions).
+
+    Returns (the network file's name, {population name: population spec}) for further checks;
+    raises ValueError naming the missing or mis-sized population."""
+    from pathlib import Path
+
+    t, spec = exp.task, exp.spiking_spec
+    f = Path(exp.network.file).name
+    pops = {p.name: p for p in spec.populations}
+    need = {"obs": ("input", 4 * t.neurons_per_dim), "out": ("lif", None)}
+    for name, (kind, size) in need.items():
+        p = pops.get(name)
+        if p is None or p.kind != kind or (size is not None and p.size != size):
+            raise ValueError(f"{f}: task 'spiking_cartpole' needs a population {name!r} of kind {kind!r}"
+                             + (f" and size {size} (4 x task.neurons_per_dim = {t.neurons_per_dim})"
+                                if size else ""))
+    if pops["out"].size % 2:
+        raise ValueError(f"{f}: population 'out' has {pops['out'].size} neurons: needs an even number (two "
+                         f"actions)")
+    return f, pops
+
+
 class SpikingPolicyAgent(SpikingNetAgent):
     """Network + rate-code/Poisson encoder + ``steps_per_action`` sub-steps + action decoding.
 
@@ -133,8 +157,6 @@ class SpikingNRLConfig(RuleConfig):
     name: Literal["spiking_nrl"]
 
     def check(self, exp) -> None:
-        from pathlib import Path
-
         t, spec = exp.task, exp.spiking_spec
         if t.name != "spiking_cartpole":
             raise ValueError(f"'rule.name' = 'spiking_nrl' applies to task 'spiking_cartpole' only (got task "
@@ -142,18 +164,7 @@ class SpikingNRLConfig(RuleConfig):
         if exp.run.backend != "torch":
             raise ValueError(f"'run.backend' = {exp.run.backend!r}: task 'spiking_cartpole' runs on the torch engine "
                              f"(Brian2 runs task 'distal_reward')")
-        f = Path(exp.network.file).name
-        pops = {p.name: p for p in spec.populations}
-        need = {"obs": ("input", 4 * t.neurons_per_dim), "out": ("lif", None)}
-        for name, (kind, size) in need.items():
-            p = pops.get(name)
-            if p is None or p.kind != kind or (size is not None and p.size != size):
-                raise ValueError(f"{f}: task 'spiking_cartpole' needs a population {name!r} of kind {kind!r}"
-                                 + (f" and size {size} (4 x task.neurons_per_dim = {t.neurons_per_dim})"
-                                    if size else ""))
-        if pops["out"].size % 2:
-            raise ValueError(f"{f}: population 'out' has {pops['out'].size} neurons: needs an even number (two "
-                             f"actions)")
+        f, pops = check_spiking_cartpole_network(exp)
         noisy = [pr for pr in spec.projections if pops[pr.post].kind == "lif" and pops[pr.post].lif.noise == "membrane"]
         if not noisy:
             raise ValueError(f"{f}: rule 'spiking_nrl' learns the projections into populations with membrane noise "

@@ -38,10 +38,11 @@ from pydantic import Field
 from ..backends.torch_run import SpikingNetAgent, step_generator, tree_to
 from ..config.base import NonNegFloat, PosFloat, StrictBool, StrictInt
 from ..config.rules import RuleConfig, register_rule
-from ..protocols import BuildContext, RuleLearner, RunParts, Transition
+from ..protocols import BuildContext, RunParts
 from ..reporters import _ReturnsReporter, episode_summary
 from ..tasks.probe_windows import CommonSeedWindows
-from .spiking_nrl import OBS_HIGH, OBS_LOW
+from .probe import ProbeWindowLearner
+from .spiking_nrl import OBS_HIGH, OBS_LOW, check_spiking_cartpole_network
 
 __all__ = ["SpikingProbeConfig", "SpikingProbeAgent", "SpikingProbeLearner", "GenerationReporter", "GenerationWindows",
            "build_spiking_probe", "probe_summary", "start_groups", "SOLVED"]
@@ -113,26 +114,12 @@ class SpikingProbeAgent(SpikingNetAgent):
         self.new_window = bool(s["new_window"])
 
 
-class SpikingProbeLearner(RuleLearner):
+class SpikingProbeLearner(ProbeWindowLearner):
     """At a generation's end: ``rule.update(returns)`` (θ.grad); after the optimizer step new probes
     (``rule.end_window``) and a new generation for the agent."""
 
-    def __init__(self, rule, agent: SpikingProbeAgent):
-        self.rule, self.agent = rule, agent
-        self.ended = False
-
-    def learn(self, tr: Transition) -> bool:
-        self.ended = bool(tr.info["window_end"])
-        if not self.ended:
-            return False
-        self.rule.update(torch.as_tensor(tr.info["return"]))
-        return True
-
-    def end_step(self) -> None:
-        if self.ended:
-            self.rule.end_window()
-            self.agent.end_window()
-            self.ended = False
+    def update(self, returns: torch.Tensor) -> None:
+        self.rule.update(returns)  # every branch carries its own probe: no assignment
 
     def state_dict(self) -> dict:
         return self.rule.state_dict()
@@ -287,8 +274,6 @@ class SpikingProbeConfig(RuleConfig):
     """End the run once the mean return of the last run.rolling episodes reaches this (0 = never)."""
 
     def check(self, exp) -> None:
-        from pathlib import Path
-
         t, spec = exp.task, exp.spiking_spec
         if t.name != "spiking_cartpole":
             raise ValueError(f"'rule.name' = 'spiking_probe' applies to task 'spiking_cartpole' only (got task "
@@ -306,19 +291,8 @@ class SpikingProbeConfig(RuleConfig):
         if K < 2 or K % 2:
             raise ValueError(f"'rule.null_branches' = {self.null_branches} with 'rule.branches' = {self.branches} "
                              f"leaves {K} perturbed branches: they come in ± pairs, so it must be even and >= 2")
-        f = Path(exp.network.file).name
-        pops = {p.name: p for p in spec.populations}
+        f, pops = check_spiking_cartpole_network(exp)
         self._check_memory(exp, pops)
-        need = {"obs": ("input", 4 * t.neurons_per_dim), "out": ("lif", None)}
-        for name, (kind, size) in need.items():
-            p = pops.get(name)
-            if p is None or p.kind != kind or (size is not None and p.size != size):
-                raise ValueError(f"{f}: task 'spiking_cartpole' needs a population {name!r} of kind {kind!r}"
-                                 + (f" and size {size} (4 x task.neurons_per_dim = {t.neurons_per_dim})"
-                                    if size else ""))
-        if pops["out"].size % 2:
-            raise ValueError(f"{f}: population 'out' has {pops['out'].size} neurons: needs an even number (two "
-                             f"actions)")
         for pr in spec.projections:
             if pops[pr.pre].sign != "none":
                 raise ValueError(f"{f}: projection {pr.pre}->{pr.post}: rule 'spiking_probe' learns free-signed "
