@@ -177,7 +177,10 @@ def test_distal_reward_orders(tmp_path, capsys):
                                                             ("cet_retrograde_seeds.toml", 42, 126, False),
                                                             ("izhikevich_full_orders.toml", 2, 2, True),
                                                             ("izhikevich_full_long_delay.toml", 2, 2, True),
-                                                            ("cet_ac_order_delay.toml", 21, 63, False)])
+                                                            ("cet_ac_order_delay.toml", 21, 63, False),
+                                                            ("acrobot_depth_nrl.toml", 3, 3, True),
+                                                            ("acrobot_depth_bp.toml", 3, 3, True),
+                                                            ("acrobot_depth_rmhl.toml", 3, 3, True)])
 def test_sweep_configs_plan(name, n_points, n_runs, batched):
     spec = load_sweep_spec(EXP / "sweeps" / name)
     runs = plan_runs(spec)  # validates every point x seed
@@ -188,7 +191,8 @@ def test_sweep_configs_plan(name, n_points, n_runs, batched):
 def test_every_shipped_sweep_config_is_planned_above():
     tested = {"distal_orders.toml", "cet_order_delay_lr.toml", "cet_order_delay.toml", "izhikevich_orders.toml",
               "izhikevich_long_delay.toml", "cet_retrograde_seeds.toml", "izhikevich_full_orders.toml",
-              "izhikevich_full_long_delay.toml", "cet_ac_order_delay.toml"}
+              "izhikevich_full_long_delay.toml", "cet_ac_order_delay.toml", "acrobot_depth_nrl.toml",
+              "acrobot_depth_bp.toml", "acrobot_depth_rmhl.toml"}
     assert {p.name for p in (EXP / "sweeps").glob("*.toml")} == tested
 
 
@@ -219,3 +223,15 @@ def test_distal_rank_table_trial_rows(tmp_path):
     assert out[0]["solved"] and out[0]["top_since"] == 40.0 and out[0]["final_rank"] == 1.0
     assert not out[1]["solved"] and out[1]["top_since"] is None and out[1]["final_rank"] == 0.99
     assert out[0]["w_mean_start"] == 1.0 and abs(out[0]["w_mean_end"] - 0.96) < 1e-12 and out[1]["time"] == 50.0
+
+
+def test_acrobot_plateau_row():
+    """experiments/acrobot_plateau_table.py on three crafted seeds: one succeeds at episode 2 and learns,
+    one has a single success at episode 1 and ends at -500, one never succeeds."""
+    mod = _load("acrobot_plateau_table.py")
+    curves = {0: np.array([-500.0, -500.0, -300.0] + [-100.0] * 60),
+              1: np.array([-500.0, -480.0] + [-500.0] * 61),
+              2: np.full(63, -500.0)}
+    row = mod.plateau_row(mod.Row(task="Acrobot-v1", hidden=1, rule="NRL", curves=curves, wall_s=None))
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    assert cells == ["Acrobot-v1", "1", "NRL", "63", "3", "2", "1.5 (1–2)", "1", "-100.0 ± 0.0", "1, 2"]
