@@ -179,8 +179,7 @@ def test_distal_reward_orders(tmp_path, capsys):
                                                             ("izhikevich_full_long_delay.toml", 2, 2, True),
                                                             ("cet_ac_order_delay.toml", 21, 63, False),
                                                             ("acrobot_depth_nrl.toml", 3, 3, True),
-                                                            ("acrobot_depth_bp.toml", 3, 3, True),
-                                                            ("acrobot_depth_rmhl.toml", 3, 3, True)])
+                                                            ("acrobot_depth_bp.toml", 3, 3, True)])
 def test_sweep_configs_plan(name, n_points, n_runs, batched):
     spec = load_sweep_spec(EXP / "sweeps" / name)
     runs = plan_runs(spec)  # validates every point x seed
@@ -192,7 +191,7 @@ def test_every_shipped_sweep_config_is_planned_above():
     tested = {"distal_orders.toml", "cet_order_delay_lr.toml", "cet_order_delay.toml", "izhikevich_orders.toml",
               "izhikevich_long_delay.toml", "cet_retrograde_seeds.toml", "izhikevich_full_orders.toml",
               "izhikevich_full_long_delay.toml", "cet_ac_order_delay.toml", "acrobot_depth_nrl.toml",
-              "acrobot_depth_bp.toml", "acrobot_depth_rmhl.toml"}
+              "acrobot_depth_bp.toml"}
     assert {p.name for p in (EXP / "sweeps").glob("*.toml")} == tested
 
 
