@@ -124,6 +124,13 @@ def bp_levels(rows: list[Row], given: dict[tuple[str, int], float]) -> dict[tupl
     return levels
 
 
+def wall_text(wall_s: float | None) -> str:
+    """"running" for a snapshot, "—" where the sweep has no wall clock (a run adopted from elsewhere)."""
+    if wall_s is None:
+        return "running"
+    return f"{wall_s / 60:.0f} min" if np.isfinite(wall_s) else "—"
+
+
 def table(rows: list[Row], levels: dict[tuple[str, int], float]) -> str:
     lines = ["| task | hidden layers | rule | episodes/seed (fewest) | seeds | last-50 return, mean ± sd | per seed | "
              "episodes to 95 % of BP's level, per seed | wall clock |",
@@ -139,7 +146,7 @@ def table(rows: list[Row], levels: dict[tuple[str, int], float]) -> str:
             reach += f" (target {threshold(level):.0f})"
         n_ep = min(len(c) for c in r.curves.values())
         lines.append(f"| {r.task} | {r.hidden} | {r.rule} | {n_ep} | {len(f)} | {f.mean():.1f} ± {f.std(ddof=1) if len(f) > 1 else 0:.1f} | "
-                     f"{', '.join(f'{x:.1f}' for x in f)} | {reach} | {'running' if r.wall_s is None else f'{r.wall_s / 60:.0f} min'} |")
+                     f"{', '.join(f'{x:.1f}' for x in f)} | {reach} | {wall_text(r.wall_s)} |")
     return "\n".join(lines) + "\n"
 
 
