@@ -33,6 +33,14 @@ __all__ = ["Experiment", "Schedule", "experiment_model", "load_experiment", "val
 MEMORY_LIMIT = 16 * 2**30  # bytes a run may plan to hold (weights, traces, activations): beyond, refused at load
 
 
+def refuse_over_memory(nbytes: float, what: str) -> None:
+    """ValueError "<what> would hold about N GiB of ...; the limit is 16 GiB" when ``nbytes`` (the
+    bytes a setting plans to hold) exceeds MEMORY_LIMIT. ``what`` names the setting and ends with
+    ``{} GiB of <tensors>``, where the size goes."""
+    if nbytes > MEMORY_LIMIT:
+        raise ValueError(what.format(f"{nbytes / 2**30:.0f}") + f"; the limit is {MEMORY_LIMIT / 2**30:.0f} GiB")
+
+
 class Schedule(NamedTuple):
     """The run's schedule in loop units, computed once at load.
 
@@ -302,9 +310,8 @@ def _check_memory(exp) -> None:
         syn = sum(pr.p * size[pr.pre] * size[pr.post] for pr in spec.projections)
         order = getattr(exp.rule, "order", 1)
         b = 8 * syn * (3 + 4 + order) + 8 * exp.seeds * syn * (order + 2) + 8 * exp.seeds * sum(size.values()) * 8
-    if b > MEMORY_LIMIT:
-        raise ValueError(f"this experiment would hold about {b / 2**30:.0f} GiB of tensors (network size x seeds x "
-                         f"branches x batch); the limit is {MEMORY_LIMIT / 2**30:.0f} GiB")
+    refuse_over_memory(b, "this experiment would hold about {} GiB of tensors (network size x seeds x branches x "
+                          "batch)")
 
 
 # ---------------------------------------------------------------------------------- the assembled model

@@ -140,7 +140,7 @@ class CETConfig(RuleConfig):
     the output, the CET paper's retrograde setting (constant: D for every layer but the output)."""
 
     def check(self, exp) -> None:
-        from ..config.experiment import MEMORY_LIMIT
+        from ..config.experiment import refuse_over_memory
         from ..rules.cet import cet_layer_delays, trace_shapes
 
         if self.credit_lag == "D-1" and self.delay < 1:
@@ -157,10 +157,8 @@ class CETConfig(RuleConfig):
         # the trace (order + 1 states), the exact-gradient delay line (D_l + 1) and the credit buffers (D_l)
         n = sum(batch * (p * (self.order + 1 + d + 1) + n_out * d)
                 for p, d, n_out in zip(per, delays, sizes[1:]))
-        if 4 * n > MEMORY_LIMIT:
-            raise ValueError(f"'rule.delay' = {self.delay} with rule.order = {self.order}, task.batch = {batch} and "
-                             f"rule.trace_on = {self.trace_on!r} would hold about {4 * n / 2**30:.0f} GiB of traces; "
-                             f"the limit is {MEMORY_LIMIT / 2**30:.0f} GiB")
+        refuse_over_memory(4 * n, f"'rule.delay' = {self.delay} with rule.order = {self.order}, task.batch = {batch} "
+                                  f"and rule.trace_on = {self.trace_on!r} would hold about {{}} GiB of traces")
 
     def build(self, exp, ctx: BuildContext) -> RunParts:
         return build_cet(exp, ctx)

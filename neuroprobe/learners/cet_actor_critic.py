@@ -302,7 +302,7 @@ class CETActorCriticConfig(RuleConfig):
     RL code; needs rule.delay >= 1)."""
 
     def check(self, exp) -> None:
-        from ..config.experiment import MEMORY_LIMIT
+        from ..config.experiment import refuse_over_memory
         from ..rules.cet import cet_layer_delays, credit_lags, trace_shapes
 
         t, spec = exp.task, exp.model_spec
@@ -342,10 +342,8 @@ class CETActorCriticConfig(RuleConfig):
         # traces (order states), exact delay lines (lag), credit lines (lag x n_out), RL traces z (x2)
         n = sum(B * (p * self.order + (q * lag if self.alignment else 0) + (o + 2) * lag + 2 * s)
                 for p, q, lag, o, s in zip(per, true, lags, sizes[1:], syn))
-        if 4 * n > MEMORY_LIMIT:
-            raise ValueError(f"'rule.delay' = {self.delay} with rule.order = {self.order}, rule.envs = {B} and "
-                             f"rule.trace_on = {self.trace_on!r} would hold about {4 * n / 2**30:.0f} GiB of traces; "
-                             f"the limit is {MEMORY_LIMIT / 2**30:.0f} GiB")
+        refuse_over_memory(4 * n, f"'rule.delay' = {self.delay} with rule.order = {self.order}, rule.envs = {B} and "
+                                  f"rule.trace_on = {self.trace_on!r} would hold about {{}} GiB of traces")
 
     def build(self, exp, ctx: BuildContext) -> RunParts:
         return build_cet_ac(exp, ctx)

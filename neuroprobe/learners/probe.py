@@ -297,17 +297,15 @@ class ProbeConfig(RuleConfig):
         self._check_memory(exp)
 
     def _check_memory(self, exp) -> None:
-        from ..config.experiment import MEMORY_LIMIT
+        from ..config.experiment import refuse_over_memory
 
         sizes = exp.model_spec.sizes
         probes = sum(self.num_probes * self.rank * (n_in + n_out) for n_in, n_out in zip(sizes[:-1], sizes[1:]))
         n = probes * (self.history + 2)  # the live dictionaries, the traces' P windows, a snapshot
         if exp.family == "supervised":  # the FIFO: D + 1 windows of log-probabilities and probes
             n += (exp.task.label_delay + 1) * (self.branches * exp.task.batch * sizes[-1] + probes)
-        if 8 * n > MEMORY_LIMIT:
-            raise ValueError(f"rule 'probe' with rule.num_probes = {self.num_probes}, rule.rank = {self.rank}, "
-                             f"rule.history = {self.history} would hold about {8 * n / 2**30:.0f} GiB of probes and "
-                             f"traces; the limit is {MEMORY_LIMIT / 2**30:.0f} GiB")
+        refuse_over_memory(8 * n, f"rule 'probe' with rule.num_probes = {self.num_probes}, rule.rank = {self.rank}, "
+                                  f"rule.history = {self.history} would hold about {{}} GiB of probes and traces")
 
     def build(self, exp, ctx: BuildContext) -> RunParts:
         if exp.family == "rl":

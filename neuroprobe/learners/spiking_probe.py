@@ -303,16 +303,14 @@ class SpikingProbeConfig(RuleConfig):
                                  f"{pr.pre}->{pr.post}")
 
     def _check_memory(self, exp, pops) -> None:
-        from ..config.experiment import MEMORY_LIMIT
+        from ..config.experiment import refuse_over_memory
 
         syn = sum(pr.p * pops[pr.pre].size * pops[pr.post].size for pr in exp.spiking_spec.projections)
         neurons = sum(p.size for p in pops.values())
         # branch weights (B, S) and their float64 probes (K, S, r) while drawn; B network states
         n = self.branches * syn * (2 + self.rank) + 8 * self.branches * neurons
-        if 8 * n > MEMORY_LIMIT:
-            raise ValueError(f"rule 'spiking_probe' with rule.branches = {self.branches}, rule.rank = {self.rank} "
-                             f"would hold about {8 * n / 2**30:.0f} GiB of branch weights and probes; the limit is "
-                             f"{MEMORY_LIMIT / 2**30:.0f} GiB")
+        refuse_over_memory(8 * n, f"rule 'spiking_probe' with rule.branches = {self.branches}, rule.rank = "
+                                  f"{self.rank} would hold about {{}} GiB of branch weights and probes")
 
     def build(self, exp, ctx: BuildContext) -> RunParts:
         return build_spiking_probe(exp, ctx)
