@@ -42,9 +42,10 @@ $(LAVA_STAMP):
 demo: $(STAMP)
 	$(PY) experiments/demo.py --out runs/demo
 
-# NEUROPROBE_SKIP_LAVA=1: no Lava environment, its tests skipped on purpose (needs no Python 3.10)
+# NEUROPROBE_SKIP_LAVA=1: no Lava environment, its tests skipped on purpose (needs no Python 3.10).
+# The 15 slowest tests are listed at the end (keep tests/conftest.py's SLOW_FIRST in step with them).
 test: $(STAMP) $(if $(filter 1,$(NEUROPROBE_SKIP_LAVA)),,$(LAVA_STAMP))
-	$(PY) -m pytest -n 2 tests
+	$(PY) -m pytest -n 2 --durations=15 tests
 
 bench: $(STAMP)
 	$(PY) benchmarks/bench_cet_step.py

@@ -234,3 +234,35 @@ def test_acrobot_plateau_row():
     row = mod.plateau_row(mod.Row(task="Acrobot-v1", hidden=1, rule="NRL", curves=curves, wall_s=None))
     cells = [c.strip() for c in row.strip("|").split("|")]
     assert cells == ["Acrobot-v1", "1", "NRL", "63", "3", "2", "1.5 (1–2)", "1", "-100.0 ± 0.0", "1, 2"]
+
+
+def test_sweep_pivot_table(tmp_path, capsys):
+    """experiments/sweep_pivot_table.py on a crafted sweep directory: cells are mean ± sd (numpy,
+    ddof 1) of the done seeds of the one matching point per split value; a pending seed is left out
+    and counted; two points in one cell and an unknown key are one-line errors."""
+    mod = _load("sweep_pivot_table.py")
+    d = tmp_path / "sw"
+    d.mkdir()
+    (d / "sweep.toml").write_text('name = "crafted"\nconfig = "x.toml"\n')
+    head = "point,rule.form,rule.order,rule.delay,rule.lr,seed,run,metric,final,wall_s,status,error\n"
+    finals = {(0, "a", 1, 5, 0.1): [0.5, 0.7, 0.9], (1, "b", 1, 5, 0.3): [0.2, 0.4, None],
+              (2, "a", 2, 50, 0.1): [0.1, 0.3, 0.2]}
+    lines = [f"{p},{f},{o},{dl},{lr},{s},r{p},test accuracy,{'' if v is None else v},1.0,"
+             f"{'pending' if v is None else 'done'},\n"
+             for (p, f, o, dl, lr), vs in finals.items() for s, v in enumerate(vs)]
+    (d / "sweep.csv").write_text(head + "".join(lines))
+    assert mod.main([str(d), "--rows", "rule.order", "--col", "rule.delay", "--split", "rule.form",
+                     "--out", str(tmp_path / "t.md"), "--figure", str(tmp_path / "f.png")]) == 0
+    table = (tmp_path / "t.md").read_text()
+    a, b, c = np.array([0.5, 0.7, 0.9]), np.array([0.2, 0.4]), np.array([0.1, 0.3, 0.2])
+    cell = f"{a.mean():.3f} ± {a.std(ddof=1):.3f} / {b.mean():.3f} ± {b.std(ddof=1):.3f} (2 seeds)"
+    assert f"| 1 | {cell} | — / — |" in table
+    assert f"| 2 | — / — | {c.mean():.3f} ± {c.std(ddof=1):.3f} / — |" in table
+    assert (tmp_path / "f.png").stat().st_size > 0
+    capsys.readouterr()
+    assert mod.main([str(d), "--rows", "rule.order", "--col", "rule.delay"]) == 2  # without the split, 0 and 1 meet
+    err = capsys.readouterr().err
+    assert err.startswith("error: points 0 and 1 fill the same cell") and len(err.splitlines()) == 1
+    assert mod.main([str(d), "--rows", "rule.nope", "--col", "rule.delay"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: 'rule.nope' is not a key of") and "rule.form" in err
