@@ -178,6 +178,7 @@ def test_distal_reward_orders(tmp_path, capsys):
                                                             ("izhikevich_full_orders.toml", 2, 2, True),
                                                             ("izhikevich_full_long_delay.toml", 2, 2, True),
                                                             ("cet_ac_order_delay.toml", 21, 63, False),
+                                                            ("cet_ac_paper_budget.toml", 4, 4, False),
                                                             ("acrobot_depth_nrl.toml", 3, 3, True),
                                                             ("acrobot_depth_bp.toml", 3, 3, True)])
 def test_sweep_configs_plan(name, n_points, n_runs, batched):
@@ -190,8 +191,8 @@ def test_sweep_configs_plan(name, n_points, n_runs, batched):
 def test_every_shipped_sweep_config_is_planned_above():
     tested = {"distal_orders.toml", "cet_order_delay_lr.toml", "cet_order_delay.toml", "izhikevich_orders.toml",
               "izhikevich_long_delay.toml", "cet_retrograde_seeds.toml", "izhikevich_full_orders.toml",
-              "izhikevich_full_long_delay.toml", "cet_ac_order_delay.toml", "acrobot_depth_nrl.toml",
-              "acrobot_depth_bp.toml"}
+              "izhikevich_full_long_delay.toml", "cet_ac_order_delay.toml", "cet_ac_paper_budget.toml",
+              "acrobot_depth_nrl.toml", "acrobot_depth_bp.toml"}
     assert {p.name for p in (EXP / "sweeps").glob("*.toml")} == tested
 
 
@@ -266,3 +267,43 @@ def test_sweep_pivot_table(tmp_path, capsys):
     assert mod.main([str(d), "--rows", "rule.nope", "--col", "rule.delay"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: 'rule.nope' is not a key of") and "rule.form" in err
+
+
+def test_cet_ac_curves(tmp_path, capsys):
+    """experiments/cet_ac_curves.py on a crafted sweep: last-50 mean, the first step of a trailing
+    50-episode mean >= 475 (a Python loop here), the fraction of the last 100 at the cap and the mean
+    alignments; a running run is marked; a metrics.csv without a step column is a one-line error."""
+    mod = _load("cet_ac_curves.py")
+    d = tmp_path / "sw"
+    (d / "a" / "s0").mkdir(parents=True)
+    (d / "b" / "s0").mkdir(parents=True)
+    (d / "sweep.toml").write_text('name = "crafted"\nconfig = "x.toml"\n')
+    (d / "sweep.csv").write_text("point,rule.order,seed,run,metric,final,wall_s,status,error\n"
+                                 "0,1,0,a/s0,return,0,600.0,done,\n1,5,0,b/s0,,,,running,\n")
+    rng = np.random.default_rng(0)
+    ret = np.concatenate([rng.uniform(10, 60, 80), np.linspace(100, 500, 100), np.full(70, 500.0)])
+    lengths = ret.astype(int)
+    step = np.cumsum(lengths)
+    align = rng.uniform(-1, 1, len(ret))
+    align[::3] = np.nan
+    head = "episode,seed,return,length,step,update,align,step_align_fc1,step_align_fc2\n"
+    rows = [f"{i},0,{r},{n},{s},{i},{a},0.5,{0.7 if i % 2 else 'nan'}\n"
+            for i, (r, n, s, a) in enumerate(zip(ret, lengths, step, align))]
+    (d / "a" / "s0" / "metrics.csv").write_text(head + "".join(rows))
+    (d / "b" / "s0" / "metrics.csv").write_text(head + "".join(rows[:60]))
+    assert mod.main([str(d), "--out", str(tmp_path / "t.md"), "--figure", str(tmp_path / "f.png")]) == 0
+    first = next(int(step[i + 49]) for i in range(len(ret) - 49) if sum(ret[i:i + 50]) / 50 >= 475)
+    want_align = np.nanmean(align)
+    want_step = np.mean([(0.5 + 0.7) / 2 for i in range(len(ret)) if i % 2])  # an even row's NaN leaves it out
+    at_cap = sum(r >= 500 for r in ret[-100:])  # 71: the ramp ends at 500
+    fmt = lambda v: f"{v:,}".replace(",", " ")  # noqa: E731
+    table = (tmp_path / "t.md").read_text()
+    assert (f"| order=1 | 0 | {fmt(int(step[-1]))} | 250 | {ret[-50:].mean():.1f} | {fmt(first)} | {at_cap} % | "
+            f"{want_align:.2f} | {want_step:.2f} | 10 min |") in table
+    assert f"| order=5 | 0 | {fmt(int(step[59]))} | 60 | {ret[10:60].mean():.1f} | — | 0 % |" in table
+    assert table.rstrip().endswith("| running |") and (tmp_path / "f.png").stat().st_size > 0
+    capsys.readouterr()
+    (d / "b" / "s0" / "metrics.csv").write_text("episode,seed,return\n0,0,1.0\n")
+    assert mod.main([str(d)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no column ['step']" in err and len(err.splitlines()) == 1

@@ -1,0 +1,158 @@
+"""CET actor-critic runs of one or more sweeps against environment steps: a table and a figure.
+
+``neuroprobe report`` plots returns against episodes. For the actor-critic (rule ``cet_ac``) the
+budget is environment steps, and a run that learns plays far fewer, longer episodes than one that
+does not, so here every curve is against the step count (metrics.csv's ``step``: environment
+steps summed over the rule's ``envs`` copies). Runs still going are read as they stand and marked.
+
+    python experiments/cet_ac_curves.py runs/paper/cet_ac_budget \\
+        --out docs/cet_ac_budget.md --figure docs/figures/cet_ac_budget.png
+
+Table columns, per run (one seed of one point):
+  steps and episodes played; last-50 return (mean of the last 50 episodes); the first step at which
+  the trailing 50-episode mean reaches ``--solved`` (475, CartPole-v1's threshold); the fraction of
+  the last 100 episodes at the 500-step cap; the mean over the run's updates of the cosine between
+  the CET update and the exact delayed policy gradient (``align``) and of the authors' per-step
+  measure (mean of ``step_align_*``); the wall clock (sweep.csv; "running" for a run still going).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from neuroprobe.errors import ConfigError  # noqa: E402
+from neuroprobe.plotting import rolling_mean  # noqa: E402
+from neuroprobe.sweep.report import SweepRow, read_sweep  # noqa: E402
+
+
+def read_metrics(path: Path) -> dict[str, np.ndarray]:
+    """metrics.csv of a cet_ac run as float columns (empty cells and 'nan' as NaN)."""
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        return {}
+    missing = {"step", "return"} - set(rows[0])
+    if missing:
+        raise ConfigError(f"{path}: no column {sorted(missing)} (not a cet_ac run; columns: {list(rows[0])})")
+    return {k: np.array([float(r[k]) if r[k] not in ("", None) else math.nan for r in rows]) for k in rows[0]}
+
+
+def first_step_at(step: np.ndarray, ret: np.ndarray, level: float, window: int = 50) -> float:
+    """The step at which the trailing ``window``-episode mean return first reaches ``level`` (NaN if never)."""
+    if len(ret) < window:
+        return math.nan
+    trail = np.convolve(ret, np.ones(window) / window, mode="valid")  # trail[i]: episodes i .. i+window-1
+    hit = np.flatnonzero(trail >= level)
+    return float(step[hit[0] + window - 1]) if len(hit) else math.nan
+
+
+def _mean(a: np.ndarray | None) -> float:
+    if a is None:
+        return math.nan
+    a = a[np.isfinite(a)]
+    return float(a.mean()) if len(a) else math.nan
+
+
+def run_row(sweep_dir: Path, row: SweepRow, label: str, solved: float) -> dict | None:
+    run = sweep_dir / row.run
+    if not (run / "metrics.csv").is_file():
+        return None
+    m = read_metrics(run / "metrics.csv")
+    if not m:
+        return None
+    ret, step = m["return"], m["step"]
+    step_cols = [k for k in m if k.startswith("step_align_")]
+    step_align = np.stack([m[k] for k in step_cols]).mean(0) if step_cols else None  # NaN rows stay NaN
+    done = row.status == "done"
+    wall = row.wall_s if done else math.nan  # a run still going has no wall clock yet
+    return {"label": label, "seed": row.seed, "done": done, "steps": int(step[-1]), "episodes": len(ret),
+            "last50": float(ret[-50:].mean()), "solved_at": first_step_at(step, ret, solved),
+            "cap_frac": float((ret[-100:] >= 500).mean()), "align": _mean(m.get("align")),
+            "step_align": _mean(step_align), "wall_s": wall, "step": step, "return": ret}
+
+
+def collect(sweep_dirs: list[Path], solved: float) -> list[dict]:
+    out = []
+    for d in sweep_dirs:
+        sweep = read_sweep(d)
+        for row in sweep.rows:
+            label = ", ".join(f"{k.removeprefix('rule.')}={v}" for k, v in row.values.items() if v != "")
+            r = run_row(d, row, label or f"point {row.point}", solved)
+            if r is not None:
+                out.append(r)
+    if not out:
+        raise ConfigError(f"no run with a metrics.csv under {', '.join(map(str, sweep_dirs))}")
+    return out
+
+
+def _f(v: float, fmt: str) -> str:
+    """``v`` formatted, thousands separated by a space; a dash when not finite."""
+    return "—" if not math.isfinite(v) else format(v, fmt).replace(",", " ")
+
+
+def table(rows: list[dict], solved: float) -> str:
+    head = (f"| setting | seed | steps | episodes | last-50 return | first step with a 50-episode mean ≥ {solved:g} "
+            f"| last 100 at the cap | update alignment | per-step alignment | wall clock |")
+    lines = [head, "|" + "---|" * 10]
+    for r in rows:
+        wall = f"{r['wall_s'] / 60:.0f} min" if math.isfinite(r["wall_s"]) else ("running" if not r["done"] else "—")
+        lines.append(f"| {r['label']} | {r['seed']} | {_f(r['steps'], ',')} | {_f(r['episodes'], ',')} | {r['last50']:.1f} | "
+                     f"{_f(r['solved_at'], ',.0f')} | {100 * r['cap_frac']:.0f} % | {_f(r['align'], '.2f')} | "
+                     f"{_f(r['step_align'], '.2f')} | {wall} |")
+    return "\n".join(lines) + "\n"
+
+
+def figure(rows: list[dict], path: Path, solved: float) -> None:
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 4.5))
+    for r in rows:
+        y = rolling_mean(r["return"], min(50, max(1, len(r["return"]) // 10)))
+        ax.plot(r["step"], y, lw=1.2, label=f"{r['label']} (seed {r['seed']})" + ("" if r["done"] else ", running"))
+    ax.axhline(solved, color="k", lw=0.6, ls=":")
+    ax.set_xlabel("environment steps (all copies)")
+    ax.set_ylabel("return, trailing mean of 50 episodes")
+    ax.legend(fontsize=7, loc="lower right")
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sweep_dirs", nargs="+", type=Path, help="sweep directories of rule cet_ac runs")
+    ap.add_argument("--out", type=Path, help="write the table here (markdown); default: print it")
+    ap.add_argument("--figure", type=Path, help="write the curves here (png)")
+    ap.add_argument("--solved", type=float, default=475.0, help="the return that counts as solved (default 475)")
+    args = ap.parse_args(argv)
+    try:
+        rows = collect(args.sweep_dirs, args.solved)
+    except (ConfigError, OSError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    text = table(rows, args.solved)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        cmd = "python experiments/cet_ac_curves.py " + " ".join(map(str, args.sweep_dirs))
+        args.out.write_text(f"# CET actor-critic against environment steps\n\nGenerated by `{cmd}`.\n\n{text}")
+    print(text, end="")
+    if args.figure:
+        figure(rows, args.figure, args.solved)
+        print(f"figure: {args.figure}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
