@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from neuroprobe.errors import ConfigError  # noqa: E402
-from neuroprobe.plotting import rolling_mean  # noqa: E402
+from neuroprobe.plotting import rolling_mean, save_figure  # noqa: E402
 from neuroprobe.sweep.report import SweepRow, read_sweep  # noqa: E402
 
 
@@ -111,8 +111,6 @@ def table(rows: list[dict], solved: float) -> str:
 
 
 def figure(rows: list[dict], path: Path, solved: float) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
@@ -126,8 +124,7 @@ def figure(rows: list[dict], path: Path, solved: float) -> None:
     ax.grid(alpha=0.3)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path.with_suffix(""), formats=(path.suffix.lstrip(".") or "png",))
 
 
 def main(argv: list[str] | None = None) -> int:
