@@ -1,9 +1,10 @@
-"""CET actor-critic runs of one or more sweeps against environment steps: a table and a figure.
+"""CET actor-critic runs (sweeps or single runs) against environment steps: a table and a figure.
 
 ``neuroprobe report`` plots returns against episodes. For the actor-critic (rule ``cet_ac``) the
 budget is environment steps, and a run that learns plays far fewer, longer episodes than one that
 does not, so here every curve is against the step count (metrics.csv's ``step``: environment
 steps summed over the rule's ``envs`` copies). Runs still going are read as they stand and marked.
+A directory argument is a sweep (its sweep.csv) or one run of ``neuroprobe run`` (its config.toml).
 
     python experiments/cet_ac_curves.py runs/paper/cet_ac_budget \\
         --out docs/cet_ac_budget.md --figure docs/figures/cet_ac_budget.png
@@ -13,7 +14,8 @@ Table columns, per run (one seed of one point):
   the trailing 50-episode mean reaches ``--solved`` (475, CartPole-v1's threshold); the fraction of
   the last 100 episodes at the 500-step cap; the mean over the run's updates of the cosine between
   the CET update and the exact delayed policy gradient (``align``) and of the authors' per-step
-  measure (mean of ``step_align_*``); the wall clock (sweep.csv; "running" for a run still going).
+  measure (mean of ``step_align_*``); the wall clock (sweep.csv; for a single run the time from its
+  config.toml to its last metrics row; "running" for a run still going).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import argparse
 import csv
 import math
 import sys
+import tomllib
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 
 from neuroprobe.errors import ConfigError  # noqa: E402
 from neuroprobe.plotting import rolling_mean, save_figure  # noqa: E402
-from neuroprobe.sweep.report import SweepRow, read_sweep  # noqa: E402
+from neuroprobe.sweep.report import read_sweep  # noqa: E402
 
 
 def read_metrics(path: Path) -> dict[str, np.ndarray]:
@@ -61,8 +64,8 @@ def _mean(a: np.ndarray | None) -> float:
     return float(a.mean()) if len(a) else math.nan
 
 
-def run_row(sweep_dir: Path, row: SweepRow, label: str, solved: float) -> dict | None:
-    run = sweep_dir / row.run
+def run_row(run: Path, label: str, seed: int, done: bool, wall_s: float, solved: float) -> dict | None:
+    """One run directory's table row and curve (None while it has written no episode)."""
     if not (run / "metrics.csv").is_file():
         return None
     m = read_metrics(run / "metrics.csv")
@@ -71,25 +74,42 @@ def run_row(sweep_dir: Path, row: SweepRow, label: str, solved: float) -> dict |
     ret, step = m["return"], m["step"]
     step_cols = [k for k in m if k.startswith("step_align_")]
     step_align = np.stack([m[k] for k in step_cols]).mean(0) if step_cols else None  # NaN rows stay NaN
-    done = row.status == "done"
-    wall = row.wall_s if done else math.nan  # a run still going has no wall clock yet
-    return {"label": label, "seed": row.seed, "done": done, "steps": int(step[-1]), "episodes": len(ret),
+    return {"label": label, "seed": seed, "done": done, "steps": int(step[-1]), "episodes": len(ret),
             "last50": float(ret[-50:].mean()), "solved_at": first_step_at(step, ret, solved),
             "cap_frac": float((ret[-100:] >= 500).mean()), "align": _mean(m.get("align")),
-            "step_align": _mean(step_align), "wall_s": wall, "step": step, "return": ret}
+            "step_align": _mean(step_align), "wall_s": wall_s if done else math.nan, "step": step, "return": ret}
 
 
-def collect(sweep_dirs: list[Path], solved: float) -> list[dict]:
+LABEL_KEYS = ("trace", "order", "delay", "lr", "beta")  # of a plain run's [rule], in this order
+
+
+def plain_run_row(run: Path, solved: float) -> dict | None:
+    """A run directory made by ``neuroprobe run``: label and seed from its config.toml; done once it
+    has a summary.json; wall clock = metrics.csv's last write − config.toml's write (its start)."""
+    cfg = tomllib.loads((run / "config.toml").read_text())
+    rule = cfg.get("rule", {})
+    label = ", ".join(f"{k}={rule[k]}" for k in LABEL_KEYS
+                      if k in rule and not (k == "trace" and rule[k] == "cascade") and not (k == "beta" and not rule[k]))
+    done = (run / "summary.json").is_file()
+    wall = (run / "metrics.csv").stat().st_mtime - (run / "config.toml").stat().st_mtime
+    return run_row(run, label, int(cfg.get("seed", 0)), done, wall, solved)
+
+
+def collect(dirs: list[Path], solved: float) -> list[dict]:
+    """Rows of every run in the given sweep directories (sweep.csv) and plain run directories."""
     out = []
-    for d in sweep_dirs:
-        sweep = read_sweep(d)
-        for row in sweep.rows:
-            label = ", ".join(f"{k.removeprefix('rule.')}={v}" for k, v in row.values.items() if v != "")
-            r = run_row(d, row, label or f"point {row.point}", solved)
-            if r is not None:
-                out.append(r)
+    for d in dirs:
+        if not (d / "sweep.csv").is_file() and (d / "config.toml").is_file():
+            rows = [plain_run_row(d, solved)]
+        else:
+            rows = []
+            for row in read_sweep(d).rows:
+                label = ", ".join(f"{k.removeprefix('rule.')}={v}" for k, v in row.values.items() if v != "")
+                rows.append(run_row(d / row.run, label or f"point {row.point}", row.seed, row.status == "done",
+                                    row.wall_s, solved))
+        out += [r for r in rows if r is not None]
     if not out:
-        raise ConfigError(f"no run with a metrics.csv under {', '.join(map(str, sweep_dirs))}")
+        raise ConfigError(f"no run with a metrics.csv under {', '.join(map(str, dirs))}")
     return out
 
 
@@ -129,20 +149,20 @@ def figure(rows: list[dict], path: Path, solved: float) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("sweep_dirs", nargs="+", type=Path, help="sweep directories of rule cet_ac runs")
+    ap.add_argument("dirs", nargs="+", type=Path, help="sweep directories of rule cet_ac runs, or run directories")
     ap.add_argument("--out", type=Path, help="write the table here (markdown); default: print it")
     ap.add_argument("--figure", type=Path, help="write the curves here (png)")
     ap.add_argument("--solved", type=float, default=475.0, help="the return that counts as solved (default 475)")
     args = ap.parse_args(argv)
     try:
-        rows = collect(args.sweep_dirs, args.solved)
+        rows = collect(args.dirs, args.solved)
     except (ConfigError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     text = table(rows, args.solved)
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
-        cmd = "python experiments/cet_ac_curves.py " + " ".join(map(str, args.sweep_dirs))
+        cmd = "python experiments/cet_ac_curves.py " + " ".join(map(str, args.dirs))
         args.out.write_text(f"# CET actor-critic against environment steps\n\nGenerated by `{cmd}`.\n\n{text}")
     print(text, end="")
     if args.figure:

@@ -302,7 +302,16 @@ def test_cet_ac_curves(tmp_path, capsys):
             f"{want_align:.2f} | {want_step:.2f} | 10 min |") in table
     assert f"| order=5 | 0 | {fmt(int(step[59]))} | 60 | {ret[10:60].mean():.1f} | — | 0 % |" in table
     assert table.rstrip().endswith("| running |") and (tmp_path / "f.png").stat().st_size > 0
+    # a plain run directory (neuroprobe run): label and seed from its config.toml, done by its summary.json
+    run = tmp_path / "plain"
+    run.mkdir()
+    (run / "config.toml").write_text('seed = 3\n[rule]\ntrace = "cascade"\norder = 5\ndelay = 160\nlr = 0.00025\n'
+                                     'beta = 0.0\n')
+    (run / "metrics.csv").write_text(head + "".join(rows))
+    (run / "summary.json").write_text("{}")
     capsys.readouterr()
+    assert mod.main([str(run)]) == 0
+    assert f"| order=5, delay=160, lr=0.00025 | 3 | {fmt(int(step[-1]))} | 250 |" in capsys.readouterr().out
     (d / "b" / "s0" / "metrics.csv").write_text("episode,seed,return\n0,0,1.0\n")
     assert mod.main([str(d)]) == 2
     err = capsys.readouterr().err
