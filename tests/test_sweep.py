@@ -205,6 +205,7 @@ def test_ray_missing_is_one_line(tmp_path, capsys, monkeypatch):
 
 
 # ---------------------------------------------------------------------------------- killed driver
+HANG_S = 600  # only against a hung sweep: on a loaded 2-core machine the rerun alone took over 120 s
 def test_killed_sweep_resumes_without_recomputing(tmp_path):
     # two runs side by side: a short one that finishes, a long one that is killed mid-way
     d = tmp_path / "sw"
@@ -215,21 +216,21 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path):
     tree: list[int] = []
     try:
         t0 = time.time()
-        while time.time() - t0 < 90:
+        while time.time() - t0 < HANG_S:
             if (d / "sweep.csv").exists() and any(r["status"] == "done" for r in _csv(d / "sweep.csv")):
                 break
             assert proc.poll() is None, proc.communicate()
             time.sleep(0.05)
         else:
-            pytest.fail("no run finished within 90 s")
+            pytest.fail(f"no run finished within {HANG_S} s")
         tree = process_tree(proc.pid)  # the driver, Ray's processes (GCS, raylet, agents) and its workers
         os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
         t0 = time.time()
-        while any(alive(p) for p in tree) and time.time() - t0 < 20:  # a worker busy with a run within 0.1 s, an idle one ~2 s
+        while any(alive(p) for p in tree) and time.time() - t0 < 60:  # a worker busy with a run within 0.1 s, an idle one ~2 s
             time.sleep(0.1)
         left = [p for p in tree if alive(p)]
-        assert not left, f"processes of the killed sweep still alive 20 s later: {left}"
+        assert not left, f"processes of the killed sweep still alive 60 s later: {left}"
     finally:
         for p in tree:
             if alive(p):
@@ -241,7 +242,7 @@ def test_killed_sweep_resumes_without_recomputing(tmp_path):
     assert (short / "summary.json").exists() and not (long / "summary.json").exists()
     assert (long / "config.toml").exists()  # started: the rerun resumes it from its checkpoint
     kept = (short / "metrics.csv").stat().st_mtime_ns
-    again = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    again = subprocess.run(cmd, capture_output=True, text=True, timeout=HANG_S)
     assert again.returncode == 0, again.stderr
     assert "runs: 1 done, 0 failed, 1 skipped (already done)" in again.stdout
     assert (short / "metrics.csv").stat().st_mtime_ns == kept  # not recomputed
