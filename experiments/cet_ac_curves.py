@@ -86,7 +86,10 @@ LABEL_KEYS = ("trace", "order", "delay", "lr", "beta")  # of a plain run's [rule
 def plain_run_row(run: Path, solved: float) -> dict | None:
     """A run directory made by ``neuroprobe run``: label and seed from its config.toml; done once it
     has a summary.json; wall clock = metrics.csv's last write − config.toml's write (its start)."""
-    cfg = tomllib.loads((run / "config.toml").read_text())
+    try:
+        cfg = tomllib.loads((run / "config.toml").read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise ConfigError(f"{run / 'config.toml'}: not valid TOML ({e})") from None
     rule = cfg.get("rule", {})
     label = ", ".join(f"{k}={rule[k]}" for k in LABEL_KEYS
                       if k in rule and not (k == "trace" and rule[k] == "cascade") and not (k == "beta" and not rule[k]))
