@@ -20,7 +20,6 @@ Table columns, per run (one seed of one point):
 from __future__ import annotations
 
 import argparse
-import csv
 import math
 import sys
 import tomllib
@@ -33,27 +32,26 @@ sys.path.insert(0, str(ROOT))
 
 from neuroprobe.errors import ConfigError  # noqa: E402
 from neuroprobe.plotting import rolling_mean, save_figure  # noqa: E402
+from neuroprobe.rundir import read_metrics  # noqa: E402
 from neuroprobe.sweep.report import read_sweep  # noqa: E402
+from neuroprobe.sweep.report_figures import smoothing_window  # noqa: E402
 
 
-def read_metrics(path: Path) -> dict[str, np.ndarray]:
-    """metrics.csv of a cet_ac run as float columns (empty cells and 'nan' as NaN)."""
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
-    if not rows:
+def read_columns(path: Path) -> dict[str, np.ndarray]:
+    """metrics.csv of a cet_ac run (neuroprobe.rundir.read_metrics) as float arrays, empty cells NaN."""
+    cols = read_metrics(path)
+    if not cols or not cols[next(iter(cols))]:
         return {}
-    missing = {"step", "return"} - set(rows[0])
+    missing = {"step", "return"} - set(cols)
     if missing:
-        raise ConfigError(f"{path}: no column {sorted(missing)} (not a cet_ac run; columns: {list(rows[0])})")
-    return {k: np.array([float(r[k]) if r[k] not in ("", None) else math.nan for r in rows]) for k in rows[0]}
+        raise ConfigError(f"{path}: no column {sorted(missing)} (not a cet_ac run; columns: {list(cols)})")
+    return {k: np.array([v if isinstance(v, float) else math.nan for v in col]) for k, col in cols.items()}
 
 
 def first_step_at(step: np.ndarray, ret: np.ndarray, level: float, window: int = 50) -> float:
     """The step at which the trailing ``window``-episode mean return first reaches ``level`` (NaN if never)."""
-    if len(ret) < window:
-        return math.nan
-    trail = np.convolve(ret, np.ones(window) / window, mode="valid")  # trail[i]: episodes i .. i+window-1
-    hit = np.flatnonzero(trail >= level)
+    full = rolling_mean(ret, window)[window - 1:]  # full[i]: the mean of episodes i .. i+window-1
+    hit = np.flatnonzero(full >= level)
     return float(step[hit[0] + window - 1]) if len(hit) else math.nan
 
 
@@ -68,7 +66,7 @@ def run_row(run: Path, label: str, seed: int, done: bool, wall_s: float, solved:
     """One run directory's table row and curve (None while it has written no episode)."""
     if not (run / "metrics.csv").is_file():
         return None
-    m = read_metrics(run / "metrics.csv")
+    m = read_columns(run / "metrics.csv")
     if not m:
         return None
     ret, step = m["return"], m["step"]
@@ -138,7 +136,7 @@ def figure(rows: list[dict], path: Path, solved: float) -> None:
 
     fig, ax = plt.subplots(figsize=(8, 4.5))
     for r in rows:
-        y = rolling_mean(r["return"], min(50, max(1, len(r["return"]) // 10)))
+        y = rolling_mean(r["return"], smoothing_window(len(r["return"])))
         ax.plot(r["step"], y, lw=1.2, label=f"{r['label']} (seed {r['seed']})" + ("" if r["done"] else ", running"))
     ax.axhline(solved, color="k", lw=0.6, ls=":")
     ax.set_xlabel("environment steps (all copies)")
