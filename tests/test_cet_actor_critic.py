@@ -374,3 +374,44 @@ def test_step_alignment_is_the_cosine_of_the_outer_products():
     want = torch.nn.functional.cosine_similarity((gr[:, :, None] * es).flatten(),
                                                  (gr[:, :, None] * x[:, None]).flatten(), dim=0)
     assert math.isclose(_pair_cosine(gr, es, x), float(want), rel_tol=1e-12)
+
+
+@pytest.mark.parametrize("n", [0, 1, 7])
+def test_replay_equals_the_per_step_lambda_trace(n):
+    """replay_lambda_trace (two matrix products per rollout) against n steps of the per-step
+    recursion z ← decay·z + g ⊗ e; acc += Σ_b δ_b z_b; z ← keep·z, from a non-zero z, with episode ends."""
+    from neuroprobe.rules.cet_actor_critic import replay_lambda_trace
+
+    g = torch.Generator().manual_seed(3)
+    B, o, i, decay = 3, 4, 5, 0.9 * 0.95
+    G, E = torch.randn(n, B, o, generator=g, dtype=F64), torch.randn(n, B, i, generator=g, dtype=F64)
+    delta = torch.randn(n, B, generator=g, dtype=F64)
+    keep = (torch.rand(n, B, generator=g, dtype=F64) > 0.3).to(F64)
+    z0, acc0 = torch.randn(B, o, i, generator=g, dtype=F64), torch.randn(o, i, generator=g, dtype=F64)
+    z, acc = z0.clone(), acc0.clone()
+    for j in range(n):  # the recursion written out, per environment and synapse
+        for b in range(B):
+            z[b] = decay * z[b] + torch.outer(G[j, b], E[j, b])
+            acc += delta[j, b] * z[b]
+            z[b] = keep[j, b] * z[b]
+    z_r, acc_r = z0.clone(), acc0.clone()
+    replay_lambda_trace(z_r, acc_r, G, E, delta, keep, decay)
+    torch.testing.assert_close(acc_r, acc, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(z_r, z, rtol=1e-12, atol=1e-12)
+
+
+def test_checkpoint_without_replay_buffers_resumes():
+    """A state written before the replay (z and acc already hold every arrived step, no 'arrived')
+    resumes to the same update as an uninterrupted rule, to float64 rounding."""
+    ref = _rule(2, 6, trace="cascade", order=3, delay=2)
+    _drive(ref, 16)
+    ref._replay_arrived()  # what the per-step update had already added to z and acc
+    state = ref.state_dict()
+    del state["arrived"]
+    resumed = _rule(2, 6, trace="cascade", order=3, delay=2)
+    resumed.load_state_dict(state)
+    resumed.generator.set_state(ref.generator.get_state())  # the actions' generator lives in the run's checkpoint
+    for r in (ref, resumed):
+        _drive(r, 8, seed=5)
+    for a, b in zip(ref.actor.layers, resumed.actor.layers):
+        torch.testing.assert_close(b.weight.grad, a.weight.grad, rtol=1e-12, atol=1e-14)

@@ -33,7 +33,7 @@ DISTAL_ARGS = ["--duration", "0.3", "--seeds", "2", "--set", "task.report_every=
 
 def _script(name: str, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, str(EXP / name), "--num-cpus", "2", *args], capture_output=True,
-                          text=True, timeout=300, cwd=ROOT)
+                          text=True, timeout=900, cwd=ROOT)
 
 
 def _load(name: str):
