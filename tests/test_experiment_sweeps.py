@@ -179,6 +179,7 @@ def test_distal_reward_orders(tmp_path, capsys):
                                                             ("izhikevich_full_long_delay.toml", 2, 2, True),
                                                             ("cet_ac_order_delay.toml", 21, 63, False),
                                                             ("cet_ac_paper_budget.toml", 4, 4, False),
+                                                            ("cet_ac_retrograde.toml", 4, 4, False),
                                                             ("acrobot_depth_nrl.toml", 3, 3, True),
                                                             ("acrobot_depth_bp.toml", 3, 3, True)])
 def test_sweep_configs_plan(name, n_points, n_runs, batched):
@@ -192,7 +193,7 @@ def test_every_shipped_sweep_config_is_planned_above():
     tested = {"distal_orders.toml", "cet_order_delay_lr.toml", "cet_order_delay.toml", "izhikevich_orders.toml",
               "izhikevich_long_delay.toml", "cet_retrograde_seeds.toml", "izhikevich_full_orders.toml",
               "izhikevich_full_long_delay.toml", "cet_ac_order_delay.toml", "cet_ac_paper_budget.toml",
-              "acrobot_depth_nrl.toml", "acrobot_depth_bp.toml"}
+              "cet_ac_retrograde.toml", "acrobot_depth_nrl.toml", "acrobot_depth_bp.toml"}
     assert {p.name for p in (EXP / "sweeps").glob("*.toml")} == tested
 
 
