@@ -401,7 +401,7 @@ def test_replay_equals_the_per_step_lambda_trace(n):
 
 
 def test_checkpoint_without_replay_buffers_resumes():
-    """A state written before the replay (z and acc already hold every arrived step, no 'arrived')
+    """A state written before the replay (z and acc already hold every arrived step, no "arrived")
     resumes to the same update as an uninterrupted rule, to float64 rounding."""
     ref = _rule(2, 6, trace="cascade", order=3, delay=2)
     _drive(ref, 16)

@@ -267,11 +267,11 @@ class CETActorCritic:
         self.val_buf = torch.zeros(self.T, self.B, **dt)
         self.act_buf = torch.zeros(self.T, self.B, dtype=torch.long, device=self.device)
         # the rollout's arrived credit per layer (for the replay): g, e, e_true, δ, keep; n_arrived
-        self.arrived = [{"g": torch.zeros(self.T, self.B, o, **dt),
-                         "e": torch.zeros(self.T, self.B, i, **dt) if fe else None,
-                         "e_true": torch.zeros(self.T, self.B, i, **dt) if ft and self.diagnostics else None,
-                         "delta": torch.zeros(self.T, self.B, **dt), "keep": torch.zeros(self.T, self.B, **dt)}
-                        for (_, o, i), fe, ft in zip(self.z_shapes, self._replay, self._replay_true)]
+        self.rollout_credit = [{"g": torch.zeros(self.T, self.B, o, **dt),
+                                "e": torch.zeros(self.T, self.B, i, **dt) if fe else None,
+                                "e_true": torch.zeros(self.T, self.B, i, **dt) if ft and self.diagnostics else None,
+                                "delta": torch.zeros(self.T, self.B, **dt), "keep": torch.zeros(self.T, self.B, **dt)}
+                               for (_, o, i), fe, ft in zip(self.z_shapes, self._replay, self._replay_true)]
         self.n_arrived = [0] * len(self.z_shapes)
         self.t = 0               # steps of the current rollout
         self.updates = 0         # rollouts completed
@@ -292,7 +292,7 @@ class CETActorCritic:
              "obs": self.obs_buf.clone(), "rew": self.rew_buf.clone(), "done": self.done_buf.clone(),
              "val": self.val_buf.clone(), "act": self.act_buf.clone(),
              "arrived": [{k: (v[:n].clone() if v is not None else None) for k, v in buf.items()}
-                         for buf, n in zip(self.arrived, self.n_arrived)],
+                         for buf, n in zip(self.rollout_credit, self.n_arrived)],
              "t": self.t, "updates": self.updates, "entropy_sum": self.entropy_sum,
              "step_align": list(self.step_align), "step_align_n": list(self.step_align_n)}
         return d
@@ -325,7 +325,7 @@ class CETActorCritic:
         self.n_arrived = [0] * len(self.z_shapes)
         for l, saved in enumerate(d.get("arrived") or []):  # absent in checkpoints written before the replay
             for k, v in saved.items():
-                buf = self.arrived[l][k]
+                buf = self.rollout_credit[l][k]
                 if (v is None) != (buf is None):
                     raise ConfigError(f"cet_ac state arrived[{l}].{k}: does not fit this run's traces")
                 if v is not None:
@@ -418,7 +418,7 @@ class CETActorCritic:
             if sig is None:  # the first L_l steps: nothing has arrived yet
                 continue
             g, dl, keep = sig[:, :-2], sig[:, -2], 1.0 - sig[:, -1]
-            buf, j = self.arrived[l], self.n_arrived[l]
+            buf, j = self.rollout_credit[l], self.n_arrived[l]
             buf["g"][j], buf["delta"][j], buf["keep"][j] = g, dl, keep
             self.n_arrived[l] = j + 1
             if self._replay[l]:
@@ -446,13 +446,13 @@ class CETActorCritic:
         """Adds the rollout's arrived credit of the factorised layers to z and acc
         (:func:`replay_lambda_trace`, equal to the per-step recursion of :meth:`_accumulate`)."""
         decay = self.gamma * self.lam
-        for l, (buf, n) in enumerate(zip(self.arrived, self.n_arrived)):
+        for l, (buf, n) in enumerate(zip(self.rollout_credit, self.n_arrived)):
             g, dl, keep = buf["g"][:n], buf["delta"][:n], buf["keep"][:n]
             if self._replay[l]:
                 replay_lambda_trace(self.z[l], self.acc[l], g, buf["e"][:n], dl, keep, decay)
             if self.diagnostics and self._replay_true[l]:
                 replay_lambda_trace(self.z_true[l], self.acc_true[l], g, buf["e_true"][:n], dl, keep, decay)
-        self.n_arrived = [0] * len(self.arrived)
+        self.n_arrived = [0] * len(self.rollout_credit)
 
     @staticmethod
     def _accumulate(z: Tensor, acc: Tensor, g: Tensor, e: Tensor, delta: Tensor, keep: Tensor, decay: float) -> None:
