@@ -21,8 +21,8 @@ exactly as in the supervised rule :class:`~neuroprobe.rules.cet.CETDelayed`:
 
 and at the end of a rollout ``W_l.grad = −acc_l/(B·T) − c_ent · Σ_t,b ∇_W H_t,b /(B·T)``. Where E is
 factorised (B×n_in), the rule keeps the rollout's g, E, δ and done and replays these four lines at
-its end as two matrix products (:func:`replay_lambda_trace`: the same sums in another order, about
-1.4× faster on CartPole's 8-256-256-2 actor than a pass over z every step). With no
+its end as two matrix products (:func:`replay_lambda_trace`: the same sums in another order, 1.4–1.6×
+faster on CartPole's 8-256-256-2 actor than a pass over z every step). With no
 delay and no trace (``trace = "none"``, D = 0) the sum equals the GAE policy gradient
 ``Σ_t,b Â_t,b ∇ log π(a_t,b|s_t,b)`` in its backward view (Â summed over the δ's seen so far; the
 trace carries across rollouts). With a perfect trace (a delay line of L_l steps) the update is the
